@@ -1,0 +1,346 @@
+"""Producer: publish tasks with publisher confirms, pipelined, mandatory.
+
+One asynchronous connection (pika's SelectConnection) carries every publish: a window of
+unconfirmed tasks is kept in flight instead of one round trip per task, and the call returns
+only when the broker has confirmed every task. A task the broker cannot route (no such queue)
+comes back as basic.return and is reported, not silently dropped.
+"""
+
+import collections
+import logging
+import time
+import uuid
+
+import pika
+import pika.exceptions
+import pika.spec
+
+from workqueue.connection import describe, translate
+from workqueue.errors import BrokerUnreachable, QueueRefused, TaskNotConfirmed, WorkqueueError
+from workqueue.queue import QueueSpec
+
+log = logging.getLogger(__name__)
+
+
+def preview(body, limit=40):
+    """A short printable form of a task body, for error messages."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+    except UnicodeDecodeError:
+        return repr(body[:limit]) + ("..." if len(body) > limit else "")
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+class Producer:
+    """Publishes tasks to one queue and waits for the broker's confirms.
+
+    >>> with Producer(params, QueueSpec("task_queue")) as producer:
+    ...     producer.publish("First message.")
+    ...     producer.publish_many(f"task {n}" for n in range(1000))
+
+    ``declare=False`` publishes without declaring the queue (a missing queue is then reported as
+    unroutable). ``persistent=False`` sends transient messages (lost on a broker restart).
+    """
+
+    def __init__(self, params, queue=None, *, persistent=True, declare=True, window=1000,
+                 confirm_timeout=60.0):
+        self.params = params
+        self.queue = queue or QueueSpec()
+        self.persistent = persistent
+        self.declare = declare
+        self.window = window
+        self.confirm_timeout = confirm_timeout
+        self._connection = None
+        self._channel = None
+        self._ready = False
+        self._error = None
+        self._id = uuid.uuid4().hex[:12]
+        self._seq = 0                      # last delivery tag used on the current channel
+        self._returned = {}                # delivery tag -> reply text, from basic.return
+        self._properties = None
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- public API -----------------------------------------------------------------------
+    def publish(self, body):
+        """Publish one task and wait for its confirm; raise a WorkqueueError if it fails."""
+        self.publish_many([body])
+
+    def publish_many(self, bodies, window=None):
+        """Publish every task in ``bodies`` with up to ``window`` unconfirmed at a time.
+
+        Returns the number of tasks confirmed. Raises TaskNotConfirmed naming the first task
+        that was returned, nacked, or left unconfirmed when the channel or connection closed.
+        """
+        self.connect()
+        batch = _Batch(iter(bodies), window or self.window)
+        self._batch = batch
+        self._connection.ioloop.add_callback_threadsafe(self._pump)
+        self._watch(batch)
+        self._run()
+        self._batch = None
+        if batch.error is not None:
+            raise batch.error
+        return batch.confirmed
+
+    def connect(self):
+        """Open the connection, the confirm-mode channel, and declare the queue (idempotent)."""
+        if self._ready and self._connection is not None and self._connection.is_open:
+            return
+        self._reset()
+        self._connection = pika.SelectConnection(
+            self.params,
+            on_open_callback=self._on_connection_open,
+            on_open_error_callback=self._on_connection_open_error,
+            on_close_callback=self._on_connection_closed,
+        )
+        self._run()
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._drop_connection()
+            raise error
+
+    def close(self):
+        """Close the connection (pending confirms are not awaited)."""
+        conn = self._connection
+        if conn is not None and conn.is_open:
+            conn.close()
+            self._run()
+        self._connection = None
+        self._ready = False
+
+    # -- ioloop plumbing ------------------------------------------------------------------
+    def _run(self):
+        self._connection.ioloop.start()
+
+    def _stop(self):
+        self._connection.ioloop.stop()
+
+    def _reset(self):
+        self._ready = False
+        self._error = None
+        self._seq = 0
+        self._returned = {}
+        self._batch = None
+
+    def _drop_connection(self):
+        conn, self._connection = self._connection, None
+        if conn is not None and not conn.is_closed:
+            try:
+                conn.close()
+                conn.ioloop.start()
+            except Exception:  # pragma: no cover - best effort on a broken connection
+                pass
+
+    def _on_connection_open(self, connection):
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_connection_open_error(self, _connection, exc):
+        self._error = translate(exc, self.params) or BrokerUnreachable(
+            f"cannot reach the broker at {describe(self.params)}: {exc}")
+        self._stop()
+
+    def _on_connection_closed(self, _connection, reason):
+        self._ready = False
+        batch = getattr(self, "_batch", None)
+        if batch is not None and not batch.done:
+            batch.fail(TaskNotConfirmed(
+                f"connection to {describe(self.params)} lost before {batch.unconfirmed} task(s) "
+                f"were confirmed, first {preview(batch.first_unconfirmed())}: {reason}"))
+        self._stop()
+
+    def _on_channel_open(self, channel):
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
+
+    def _on_confirm_mode(self, _frame):
+        if not self.declare:
+            self._on_declared(None)
+            return
+        if self.queue.dead_letter:
+            self._channel.queue_declare(
+                self.queue.dead_letter, durable=self.queue.durable,
+                arguments=self.queue._dead_letter_arguments(),
+                callback=lambda _f: self._declare_main())
+        else:
+            self._declare_main()
+
+    def _declare_main(self):
+        self._channel.queue_declare(self.queue.name, durable=self.queue.durable,
+                                    arguments=self.queue.arguments, callback=self._on_declared)
+
+    def _on_declared(self, _frame):
+        self._ready = True
+        self._properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent if self.persistent else pika.DeliveryMode.Transient)
+        self._stop()
+
+    def _on_channel_closed(self, _channel, reason):
+        self._ready = False
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            error = QueueRefused(
+                f"the broker refused queue {self.queue.name!r}: {reason.reply_code} {reason.reply_text}",
+                reason.reply_code)
+        else:
+            error = WorkqueueError(f"channel closed: {reason}")
+        batch = getattr(self, "_batch", None)
+        if batch is not None and not batch.done:
+            batch.fail(TaskNotConfirmed(
+                f"task {preview(batch.first_unconfirmed())} not confirmed: channel closed: {reason}"))
+        elif not self._ready and self._error is None:
+            self._error = error
+        if self._connection.is_open:
+            self._connection.close()
+        else:
+            self._stop()
+
+    def _on_return(self, _channel, method, properties, body):
+        tag = _tag_of(properties.message_id, self._id)
+        if tag is not None:
+            self._returned[tag] = f"{method.reply_code} {method.reply_text}"
+
+    def _on_confirm(self, frame):
+        batch = self._batch
+        method = frame.method
+        if batch is None:
+            return
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        for tag in batch.confirm(method.delivery_tag, method.multiple):
+            body = batch.forget(tag)
+            if not acked:
+                batch.fail(TaskNotConfirmed(f"task {preview(body)} was nacked by the broker"))
+            elif tag in self._returned:
+                reason = self._returned.pop(tag)
+                batch.fail(TaskNotConfirmed(
+                    f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({reason})"))
+            else:
+                batch.confirmed += 1
+        self._pump()
+
+    def _pump(self):
+        batch = self._batch
+        if batch is None:
+            return
+        if batch.error is None:
+            channel = self._channel
+            while batch.unconfirmed < batch.window:
+                body = batch.next_body()
+                if body is None:
+                    break
+                self._seq += 1
+                batch.sent(self._seq, body)
+                properties = pika.BasicProperties(
+                    delivery_mode=self._properties.delivery_mode,
+                    message_id=f"{self._id}.{self._seq}")
+                channel.basic_publish("", self.queue.name, body, properties, mandatory=True)
+        # After a failure nothing more is published; outstanding confirms are still awaited.
+        if batch.done or (batch.error is not None and batch.unconfirmed == 0):
+            batch.done = True
+            self._stop()
+
+    def _watch(self, batch):
+        """Fail the batch if no confirm arrives for ``confirm_timeout`` seconds."""
+        def check():
+            if batch.done or self._batch is not batch:
+                return
+            if time.monotonic() - batch.progress_at > self.confirm_timeout:
+                batch.fail(TaskNotConfirmed(
+                    f"no confirm from the broker for {self.confirm_timeout:g} s; first unconfirmed "
+                    f"task {preview(batch.first_unconfirmed())}"))
+                batch.done = True
+                self._stop()
+                return
+            self._connection.ioloop.call_later(1.0, check)
+        self._connection.ioloop.call_later(1.0, check)
+
+
+def _tag_of(message_id, producer_id):
+    if not message_id or not message_id.startswith(producer_id + "."):
+        return None
+    try:
+        return int(message_id.rsplit(".", 1)[1])
+    except ValueError:
+        return None
+
+
+class _Batch:
+    """Book-keeping for one publish_many call: what is sent, confirmed and failed."""
+
+    def __init__(self, bodies, window):
+        self._bodies = bodies
+        self.window = max(1, window)
+        self._pending = collections.deque()    # delivery tags in publish order
+        self._bodies_by_tag = {}
+        self._early = set()                    # tags confirmed singly out of order
+        self.exhausted = False
+        self.done = False
+        self.error = None
+        self.confirmed = 0
+        self.progress_at = time.monotonic()
+
+    @property
+    def unconfirmed(self):
+        return len(self._pending) - len(self._early)
+
+    def next_body(self):
+        if self.exhausted:
+            return None
+        try:
+            body = next(self._bodies)
+        except StopIteration:
+            self.exhausted = True
+            if not self._pending:
+                self.done = True
+            return None
+        return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+    def sent(self, tag, body):
+        self._pending.append(tag)
+        self._bodies_by_tag[tag] = body
+
+    def body_of(self, tag):
+        return self._bodies_by_tag.get(tag, b"")
+
+    def forget(self, tag):
+        return self._bodies_by_tag.pop(tag, b"")
+
+    def first_unconfirmed(self):
+        for tag in self._pending:
+            if tag not in self._early:
+                return self.body_of(tag)
+        return b""
+
+    def confirm(self, tag, multiple):
+        """Mark confirmed; return the tags newly confirmed."""
+        self.progress_at = time.monotonic()
+        done = []
+        pending = self._pending
+        if multiple:
+            while pending and pending[0] <= tag:
+                t = pending.popleft()
+                if t in self._early:
+                    self._early.discard(t)
+                else:
+                    done.append(t)
+        elif pending and pending[0] == tag:
+            done.append(pending.popleft())
+        elif tag in self._bodies_by_tag and tag not in self._early:
+            self._early.add(tag)
+            done.append(tag)
+        while pending and pending[0] in self._early:
+            self._early.discard(pending.popleft())
+        if self.exhausted and not pending:
+            self.done = True
+        return done
+
+    def fail(self, error):
+        if self.error is None:
+            self.error = error

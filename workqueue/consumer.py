@@ -1,0 +1,244 @@
+"""Worker: consume tasks, run a handler off pika's I/O loop, ack after it returns.
+
+The connection thread only moves frames (so heartbeats keep flowing through a long task); a
+handler thread runs the tasks one at a time and hands the ack back to the connection thread.
+When the connection drops (broker restart or crash) the worker reconnects with backoff and
+resumes; a task whose ack could not be sent is redelivered by the broker (at least once).
+"""
+
+import dataclasses
+import functools
+import logging
+import queue as queue_module
+import threading
+
+import pika
+import pika.exceptions
+
+from workqueue.connection import connect, describe, translate
+from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
+from workqueue.queue import QueueSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DELIVERY_LIMIT = 5
+ATTEMPTS_HEADER = "x-workqueue-attempts"
+
+#: Errors after which the worker reconnects; anything else ends run().
+_RECONNECTABLE = (
+    BrokerUnreachable,
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ChannelWrongStateError,
+    OSError,
+)
+
+
+@dataclasses.dataclass
+class Delivery:
+    """One task as the handler sees it."""
+
+    body: bytes
+    redelivered: bool = False
+    delivery_count: int = 0          # earlier deliveries the broker (quorum) or worker counted
+    message_id: str | None = None
+    headers: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def text(self):
+        """The body as text, or None when it is not UTF-8."""
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def display(self):
+        """The body for printing: repr of the text, or repr of the bytes when undecodable."""
+        text = self.text
+        return repr(text) if text is not None else repr(self.body)
+
+
+class Worker:
+    """Consumes ``queue`` and calls ``handler(delivery)`` for each task.
+
+    prefetch: unacknowledged tasks the broker may push to this worker (1 = fair dispatch;
+    0 = unlimited, the blind-dispatch contrast). auto_ack: the broker forgets a task as soon as
+    it is sent (the contrast to manual acks; a killed worker loses its task). A handler that
+    raises never stops the worker: the task is retried up to the queue's delivery limit, then
+    rejected to the dead-letter queue (or dropped, logged, when there is none).
+
+    ``on_consuming()`` is called each time the worker is consuming (after start and after each
+    reconnect). ``stop()`` is graceful and may be called from any thread or a signal handler.
+    """
+
+    def __init__(self, params, queue=None, handler=None, *, prefetch=1, auto_ack=False,
+                 reconnect=True, reconnect_delay=0.2, max_reconnect_delay=1.0,
+                 on_consuming=None):
+        self.params = params
+        self.queue = queue or QueueSpec()
+        self.handler = handler or (lambda delivery: None)
+        self.prefetch = prefetch
+        self.auto_ack = auto_ack
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.on_consuming = on_consuming or (lambda: None)
+        self._stopping = threading.Event()
+        self._outstanding = 0            # received, not yet settled (connection thread only)
+        self._tasks = queue_module.Queue()
+        self._connection = None
+        self._generation = 0
+        self._thread = None
+
+    # -- public API -----------------------------------------------------------------------
+    def run(self):
+        """Consume until stop(); reconnect on connection loss. Raises fatal WorkqueueErrors."""
+        self._thread = threading.Thread(target=self._handle_forever, name="workqueue-handler",
+                                        daemon=True)
+        self._thread.start()
+        delay = self.reconnect_delay
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._consume()
+                    delay = self.reconnect_delay
+                except (AccessRefused, QueueRefused, BadUrl):
+                    raise
+                except _RECONNECTABLE as exc:
+                    error = exc if isinstance(exc, BrokerUnreachable) else translate(exc, self.params)
+                    if not self.reconnect or self._stopping.is_set():
+                        raise (error or exc) from None
+                    log.warning("%s; reconnecting in %.1f s", error or exc, delay)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self.max_reconnect_delay)
+        finally:
+            self._tasks.put(None)
+
+    def stop(self):
+        """Stop taking tasks, finish and ack the current one, then return from run()."""
+        self._stopping.set()
+        conn = self._connection
+        if conn is not None:
+            try:
+                conn.add_callback_threadsafe(lambda: None)   # wake the I/O loop
+            except Exception:
+                pass
+
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
+
+    # -- connection thread ----------------------------------------------------------------
+    def _consume(self):
+        connection = connect(self.params)
+        self._connection = connection
+        self._generation += 1
+        self._outstanding = 0
+        generation = self._generation
+        try:
+            channel = connection.channel()
+            try:
+                self.queue.declare(channel)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                raise QueueRefused(
+                    f"the broker refused queue {self.queue.name!r}: {exc.reply_code} {exc.reply_text}",
+                    exc.reply_code) from None
+            channel.basic_qos(prefetch_count=self.prefetch)
+            on_message = functools.partial(self._on_message, generation)
+            tag = channel.basic_consume(self.queue.name, on_message, auto_ack=self.auto_ack)
+            log.info("consuming %r on %s (prefetch %s%s)", self.queue.name, describe(self.params),
+                     self.prefetch or "unlimited", ", auto-ack" if self.auto_ack else "")
+            self.on_consuming()
+            cancelled = False
+            while True:
+                connection.process_data_events(time_limit=0.5)
+                if self._stopping.is_set():
+                    if not cancelled:
+                        channel.basic_cancel(tag)
+                        cancelled = True
+                    if self._outstanding == 0:
+                        break
+        finally:
+            self._connection = None
+            if connection.is_open:
+                try:
+                    connection.close()
+                except Exception:
+                    pass
+
+    def _on_message(self, generation, channel, method, properties, body):
+        headers = dict(properties.headers or {})
+        count = headers.get("x-delivery-count", headers.get(ATTEMPTS_HEADER, 0))
+        delivery = Delivery(body=body, redelivered=method.redelivered,
+                            delivery_count=int(count or 0), message_id=properties.message_id,
+                            headers=headers)
+        self._outstanding += 1
+        self._tasks.put((generation, channel, method.delivery_tag, properties, delivery))
+
+    def _settle(self, generation, channel, tag, properties, delivery, outcome):
+        """Runs on the connection thread: ack, retry or reject one task."""
+        if generation != self._generation or not channel.is_open:
+            log.info("connection was lost before the ack of %s; the broker redelivers it",
+                     delivery.display())
+            return
+        self._outstanding -= 1
+        if self.auto_ack:
+            return
+        if outcome == "ack":
+            channel.basic_ack(tag)
+        elif outcome == "requeue":
+            channel.basic_nack(tag, requeue=True)
+        elif outcome == "retry":
+            if self.queue.queue_type == "quorum":
+                channel.basic_nack(tag, requeue=True)      # the broker counts the delivery
+            else:
+                headers = dict(properties.headers or {})
+                headers[ATTEMPTS_HEADER] = delivery.delivery_count + 1
+                retry = pika.BasicProperties(delivery_mode=properties.delivery_mode,
+                                             message_id=properties.message_id, headers=headers)
+                channel.basic_publish("", self.queue.name, delivery.body, retry)
+                channel.basic_ack(tag)
+        elif outcome == "reject":
+            channel.basic_reject(tag, requeue=False)
+
+    # -- handler thread -------------------------------------------------------------------
+    def _handle_forever(self):
+        while True:
+            item = self._tasks.get()
+            if item is None:
+                return
+            generation, channel, tag, properties, delivery = item
+            if generation != self._generation and not self.auto_ack:
+                continue                                # the broker redelivers it
+            if self._stopping.is_set() and not self.auto_ack:
+                outcome = "requeue"                     # not started: give it back
+            else:
+                outcome = self._handle(delivery)
+            self._post(functools.partial(self._settle, generation, channel, tag, properties,
+                                         delivery, outcome))
+
+    def _handle(self, delivery):
+        try:
+            self.handler(delivery)
+            return "ack"
+        except Exception as exc:  # a failing handler never kills the worker
+            failures = delivery.delivery_count + 1
+            limit = self.queue.delivery_limit or (1 if self.queue.dead_letter else DEFAULT_DELIVERY_LIMIT)
+            if failures < limit:
+                log.warning("task %s failed (%s: %s), attempt %d of %d; retrying", delivery.display(),
+                            type(exc).__name__, exc, failures, limit)
+                return "retry"
+            where = f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter else "nowhere (dropped)"
+            log.error("task %s failed (%s: %s), attempt %d of %d; rejected to %s", delivery.display(),
+                      type(exc).__name__, exc, failures, limit, where)
+            return "reject"
+
+    def _post(self, callback):
+        conn = self._connection
+        if conn is None:
+            return
+        try:
+            conn.add_callback_threadsafe(callback)
+        except Exception:
+            log.info("connection closed before a settle could be sent; the broker redelivers")

@@ -1,0 +1,93 @@
+"""A small client of RabbitMQ's management HTTP API (the plugin rabbitmq_management)."""
+
+import base64
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 15672
+
+
+def management_url_for(amqp_url, port=DEFAULT_PORT):
+    """http://host:15672 for the host of an AMQP URL (the plugin's default port)."""
+    parts = urllib.parse.urlsplit(amqp_url)
+    scheme = "https" if parts.scheme == "amqps" else "http"
+    return f"{scheme}://{parts.hostname}:{port}"
+
+
+class Management:
+    """GET/PUT/DELETE against the management API with basic auth; errors are WorkqueueErrors."""
+
+    def __init__(self, base_url, username, password, timeout=10.0):
+        if not base_url.startswith(("http://", "https://")):
+            raise BadUrl(f"malformed management URL {base_url!r}: must start with http:// or https://")
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.timeout = timeout
+
+    @classmethod
+    def for_amqp_url(cls, amqp_url, management_url=None):
+        """Credentials from the AMQP URL; address from management_url or the AMQP host:15672."""
+        parts = urllib.parse.urlsplit(amqp_url)
+        user = urllib.parse.unquote(parts.username or "guest")
+        password = urllib.parse.unquote(parts.password or "guest")
+        return cls(management_url or management_url_for(amqp_url), user, password)
+
+    def request(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                     headers={"Authorization": self._auth,
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                raise AccessRefused(f"management API at {self.base_url} refused user "
+                                    f"{self.username!r}: wrong user name or password") from None
+            if exc.code == 404:
+                raise QueueRefused(f"not found: {urllib.parse.unquote(path)}", 404) from None
+            raise BrokerUnreachable(f"management API at {self.base_url}: HTTP {exc.code} for "
+                                    f"{method} {urllib.parse.unquote(path)}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise BrokerUnreachable(f"cannot reach the management API at {self.base_url}: {reason}") from None
+        return json.loads(raw) if raw else None
+
+    # -- queues ---------------------------------------------------------------------------
+    def queues(self, vhost="/"):
+        """[{'name', 'messages_ready', 'messages_unacknowledged', 'consumers'}, ...] by name."""
+        cols = "name,messages_ready,messages_unacknowledged,consumers"
+        rows = self.request("GET", f"/api/queues/{_q(vhost)}?columns={cols}") or []
+        return sorted(({c: row.get(c, 0) for c in cols.split(",")} for row in rows),
+                      key=lambda r: r["name"])
+
+    def purge(self, vhost, queue):
+        self.request("DELETE", f"/api/queues/{_q(vhost)}/{_q(queue)}/contents")
+
+    def delete_queue(self, vhost, queue):
+        self.request("DELETE", f"/api/queues/{_q(vhost)}/{_q(queue)}")
+
+    # -- vhosts and users -----------------------------------------------------------------
+    def create_vhost(self, vhost, user=None):
+        """Create ``vhost`` and give ``user`` (default: ours) full permissions on it."""
+        self.request("PUT", f"/api/vhosts/{_q(vhost)}", {})
+        self.request("PUT", f"/api/permissions/{_q(vhost)}/{_q(user or self.username)}",
+                     {"configure": ".*", "write": ".*", "read": ".*"})
+
+    def delete_vhost(self, vhost):
+        self.request("DELETE", f"/api/vhosts/{_q(vhost)}")
+
+    def overview(self):
+        return self.request("GET", "/api/overview")
+
+
+def _q(segment):
+    return urllib.parse.quote(segment, safe="")

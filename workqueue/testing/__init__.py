@@ -1,0 +1,67 @@
+"""Throwaway RabbitMQ brokers for tests, the demo and the benchmarks.
+
+One interface (workqueue.testing.base.Broker), three backends:
+
+- ``node``: Debian's rabbitmq-server as a private process (NodeBroker);
+- ``container``: testcontainers' RabbitMqContainer (ContainerBroker);
+- ``url``: a broker the user already runs (UrlBroker; no stop/kill/restart).
+
+``make_broker()`` is the only place that chooses between them.
+"""
+
+import os
+
+from workqueue.testing.base import (
+    Broker,
+    BrokerControlUnavailable,
+    BrokerError,
+    NoBroker,
+    free_port,
+    wait_until,
+)
+
+BACKENDS = ("auto", "node", "container", "url")
+
+NO_BROKER = ("no RabbitMQ broker can be had: start a Docker engine (--broker=container), "
+             "install rabbitmq-server (--broker=node), or give a running broker "
+             "(--broker=url --broker-url=amqp://...)")
+
+
+def choose_backend(kind=None):
+    """The backend to use: ``kind``, else WORKQUEUE_BROKER, else auto-detection."""
+    from workqueue.testing.container import docker_available, require_docker
+    from workqueue.testing.node import node_available, require_node
+
+    kind = kind or os.environ.get("WORKQUEUE_BROKER") or "auto"
+    if kind not in BACKENDS:
+        raise NoBroker(f"unknown broker backend {kind!r}: choose one of {', '.join(BACKENDS)}")
+    if kind == "auto":
+        if docker_available():
+            return "container"
+        if node_available():
+            return "node"
+        raise NoBroker(NO_BROKER)
+    if kind == "node":
+        require_node()
+    elif kind == "container":
+        require_docker()
+    elif kind == "url" and not os.environ.get("WORKQUEUE_BROKER_URL"):
+        raise NoBroker("--broker=url needs --broker-url=amqp://user:pass@host:port/ (or WORKQUEUE_BROKER_URL)")
+    return kind
+
+
+def make_broker(kind=None, url=None, **kwargs):
+    """A Broker of the chosen backend (not yet started)."""
+    kind = choose_backend(kind)
+    if kind == "node":
+        from workqueue.testing.node import NodeBroker
+        return NodeBroker(**kwargs)
+    if kind == "container":
+        from workqueue.testing.container import ContainerBroker
+        return ContainerBroker(**kwargs)
+    from workqueue.testing.url import UrlBroker
+    return UrlBroker(url or os.environ["WORKQUEUE_BROKER_URL"])
+
+
+__all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "NoBroker",
+           "choose_backend", "free_port", "make_broker", "wait_until"]

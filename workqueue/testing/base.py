@@ -1,0 +1,223 @@
+"""The one broker interface that tests, the demo and the benchmarks use."""
+
+import logging
+import secrets
+import socket
+import time
+import urllib.parse
+
+import pika
+
+from workqueue.connection import redact
+from workqueue.errors import WorkqueueError
+from workqueue.management import Management
+
+log = logging.getLogger(__name__)
+
+#: Broker settings every throwaway broker gets: fast management statistics (so the status
+#: command agrees with rabbitmqctl within a second) on top of the backend's own listeners.
+COMMON_CONF = "collect_statistics_interval = 500\n"
+
+
+class BrokerError(WorkqueueError):
+    """A throwaway broker could not be had (not installed, failed to start, no control)."""
+
+
+class NoBroker(BrokerError):
+    """No backend can provide a broker on this machine."""
+
+
+class BrokerControlUnavailable(BrokerError):
+    """The backend cannot stop, crash or restart its broker (e.g. a user-supplied URL)."""
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_until(predicate, timeout, what, interval=0.1):
+    """Poll ``predicate`` until it is truthy; raise TimeoutError naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Broker:
+    """A RabbitMQ broker a test can start, stop, crash and start again.
+
+    Throwaway brokers listen on 127.0.0.1 only, on ports chosen once (so the URL stays the same
+    across restarts and crashes), with a user and password generated per broker and the
+    management plugin enabled. Subclasses implement the ``_start``/``_stop``/``_kill`` hooks.
+    """
+
+    kind = "abstract"
+    controllable = True
+
+    def __init__(self, username=None, password=None, port=None, management_port=None,
+                 extra_conf="", startup_timeout=90.0):
+        self.host = "127.0.0.1"
+        self.username = username or f"wq-{secrets.token_hex(3)}"
+        self.password = password or secrets.token_urlsafe(18)
+        self.port = port or free_port()
+        self.management_port = management_port or free_port()
+        self.extra_conf = extra_conf
+        self.startup_timeout = startup_timeout
+        self.started = False
+        self.restarts = 0
+        self._version = None
+
+    # -- lifecycle (public) -----------------------------------------------------------------
+    def start(self):
+        """Start (or start again on the same data) and wait until AMQP and the API answer."""
+        self._start()
+        self.wait_ready()
+        self.started = True
+        return self
+
+    def stop(self):
+        """Graceful shutdown; data stays for the next start()."""
+        self._stop()
+        wait_until(lambda: not port_open(self.port), 60, f"port {self.port} to close after stop")
+
+    def kill(self):
+        """A real crash: SIGKILL of the broker; data stays for the next start()."""
+        self._kill()
+        wait_until(lambda: not port_open(self.port), 60, f"port {self.port} to close after kill")
+
+    def restart(self):
+        self.stop()
+        self.start()
+        self.restarts += 1
+
+    def crash_and_recover(self):
+        self.kill()
+        self.start()
+        self.restarts += 1
+
+    def close(self):
+        """Stop and remove everything this broker made (process or container, data)."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- readiness ----------------------------------------------------------------------------
+    def is_ready(self):
+        try:
+            conn = pika.BlockingConnection(self.params(connection_attempts=1, socket_timeout=2,
+                                                       blocked_connection_timeout=2))
+            conn.close()
+            self.management.overview()
+            return True
+        except Exception:
+            return False
+
+    def wait_ready(self, timeout=None):
+        try:
+            wait_until(self.is_ready, timeout or self.startup_timeout,
+                       f"{self.kind} broker on 127.0.0.1:{self.port} to accept connections", 0.2)
+        except TimeoutError as exc:
+            raise BrokerError(f"{exc}; last log lines:\n{self.logs(tail=30)}") from None
+
+    def ensure_healthy(self):
+        """Start the broker again if a scenario left it stopped or crashed."""
+        if self.controllable and not self.is_ready():
+            log.warning("broker not healthy after a scenario; starting it again")
+            try:
+                self._kill()
+            except Exception:
+                pass
+            wait_until(lambda: not port_open(self.port), 60, "the broker port to close")
+            self.start()
+
+    # -- addresses ----------------------------------------------------------------------------
+    def url(self, vhost="/"):
+        """amqp://user:password@127.0.0.1:port/vhost (contains the password: do not log it)."""
+        user = urllib.parse.quote(self.username, safe="")
+        password = urllib.parse.quote(self.password, safe="")
+        return f"amqp://{user}:{password}@{self.host}:{self.port}/{urllib.parse.quote(vhost, safe='')}"
+
+    def params(self, vhost="/", **kwargs):
+        """pika.ConnectionParameters for this broker and vhost."""
+        return pika.ConnectionParameters(
+            host=self.host, port=self.port, virtual_host=vhost,
+            credentials=pika.PlainCredentials(self.username, self.password), **kwargs)
+
+    @property
+    def management_url(self):
+        return f"http://{self.host}:{self.management_port}"
+
+    @property
+    def management(self):
+        return Management(self.management_url, self.username, self.password)
+
+    @property
+    def version(self):
+        if self._version is None:
+            self._version = self.management.overview()["rabbitmq_version"]
+        return self._version
+
+    @property
+    def major(self):
+        return int(self.version.split(".")[0])
+
+    # -- vhosts, rabbitmqctl, logs ------------------------------------------------------------
+    def new_vhost(self, prefix="scenario"):
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.management.create_vhost(name)
+        return name
+
+    def delete_vhost(self, name):
+        self.management.delete_vhost(name)
+
+    def ctl(self, *args):
+        """Run rabbitmqctl against this broker and return its stdout."""
+        raise BrokerControlUnavailable(f"the {self.kind} backend cannot run rabbitmqctl")
+
+    def list_queues(self, vhost="/"):
+        """{name: (ready, unacked, consumers)} from ``rabbitmqctl list_queues``."""
+        out = self.ctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers",
+                       "name", "messages_ready", "messages_unacknowledged", "consumers")
+        rows = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 4 and parts[1].isdigit():
+                rows[parts[0]] = tuple(int(p) for p in parts[1:])
+        return rows
+
+    def logs(self, tail=200):
+        return ""
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {redact(self.url())}>"
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _start(self):
+        raise NotImplementedError
+
+    def _stop(self):
+        raise BrokerControlUnavailable(f"the {self.kind} backend cannot stop its broker")
+
+    def _kill(self):
+        raise BrokerControlUnavailable(f"the {self.kind} backend cannot crash its broker")

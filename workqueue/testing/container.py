@@ -1,0 +1,119 @@
+"""Backend ``container``: testcontainers' RabbitMqContainer (Docker SDK underneath).
+
+The image comes from WORKQUEUE_RABBITMQ_IMAGE: the official management image at a pinned
+version where it can be pulled, or one built from Debian's packages by
+scripts/rabbitmq-image.sh where it cannot. Ports are published on fixed 127.0.0.1 ports, so
+the URL survives `docker stop`/`kill`/`start`.
+"""
+
+import os
+
+# testcontainers reads these once at import. Ryuk (the reaper container) is not needed: every
+# container is removed by id in close(); and the broker is reached through 127.0.0.1.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+
+from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker  # noqa: E402
+
+DEFAULT_IMAGE = "rabbitmq:4.1.4-management"
+
+
+def image_from_env():
+    return os.environ.get("WORKQUEUE_RABBITMQ_IMAGE") or DEFAULT_IMAGE
+
+
+def docker_client():
+    import docker
+    return docker.from_env(timeout=10)
+
+
+def docker_available():
+    try:
+        client = docker_client()
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def require_docker():
+    if not docker_available():
+        where = os.environ.get("DOCKER_HOST", "the default socket")
+        raise NoBroker(f"--broker=container needs a Docker engine: none answered at {where} "
+                       "(start one, e.g. scripts/dockerd.sh start, and set DOCKER_HOST)")
+
+
+class ContainerBroker(Broker):
+    kind = "container"
+
+    def __init__(self, *, image=None, **kwargs):
+        require_docker()
+        super().__init__(**kwargs)
+        from testcontainers.community.rabbitmq import RabbitMqContainer
+
+        self.image = image or image_from_env()
+        conf = COMMON_CONF + (self.extra_conf or "")
+        container = RabbitMqContainer(self.image, username=self.username, password=self.password)
+        # Publish on fixed loopback ports: the address then survives stop/kill/start.
+        container.ports["5672"] = ("127.0.0.1", self.port)
+        container.ports["15672"] = ("127.0.0.1", self.management_port)
+        container.with_env("RABBITMQ_EXTRA_CONF", conf)                    # workqueue images
+        container.with_copy_into_container(conf.encode(), "/etc/rabbitmq/conf.d/90-workqueue.conf")
+        self._container = container
+        self._created = False
+
+    @property
+    def _wrapped(self):
+        return self._container.get_wrapped_container()
+
+    @property
+    def container_id(self):
+        return self._container.get_container_id() if self._created else None
+
+    def _start(self):
+        try:
+            if not self._created:
+                self._created = True
+                self._container.start()      # create, start, readiness probe
+            else:
+                self._wrapped.start()
+        except Exception as exc:
+            raise BrokerError(f"RabbitMQ container from {self.image} failed to start "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                              f"last log lines:\n{self.logs(tail=30)}") from None
+
+    def _stop(self):
+        self._wrapped.stop(timeout=60)
+
+    def _kill(self):
+        self._wrapped.reload()
+        if self._wrapped.status == "running":
+            self._wrapped.kill()
+        self._wrapped.wait(timeout=60)
+
+    def close(self):
+        if self._created and self._container._container is not None:
+            try:
+                self._wrapped.remove(force=True, v=True)
+            except Exception:
+                pass
+            self._container.get_docker_client().client.close()
+
+    def ctl(self, *args):
+        result = self._wrapped.exec_run(["rabbitmqctl", *args], demux=True)
+        stdout, stderr = result.output
+        if result.exit_code != 0:
+            last = (stderr or stdout or b"").decode(errors="replace").strip().splitlines()[-1:]
+            raise BrokerError(f"rabbitmqctl {args[0]} failed: {last}")
+        return (stdout or b"").decode(errors="replace")
+
+    def logs(self, tail=200):
+        if not self._created or self._container._container is None:
+            return "(container not created)"
+        try:
+            return self._wrapped.logs(tail=tail).decode(errors="replace")
+        except Exception as exc:
+            return f"(no logs: {exc})"

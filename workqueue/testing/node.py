@@ -1,0 +1,150 @@
+"""Backend ``node``: Debian's rabbitmq-server as a private process (pytest-rabbitmq's executor).
+
+Everything lives under one temporary directory: data (mnesia), logs, config, the Erlang cookie
+(HOME), and a private epmd on its own loopback port, so several brokers can run side by side
+and nothing is left behind. Starting again on the same data after a kill is crash recovery.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from pytest_rabbitmq.factories.executor import RabbitMqExecutor
+
+from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, wait_until
+
+SERVER = os.environ.get("WORKQUEUE_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+CTL = os.environ.get("WORKQUEUE_RABBITMQCTL", "/usr/lib/rabbitmq/bin/rabbitmqctl")
+EPMD_CANDIDATES = ("/usr/bin/epmd", "/usr/lib/erlang/bin/epmd")
+
+
+def node_available():
+    return os.path.exists(SERVER) and os.path.exists(CTL)
+
+
+def require_node():
+    if not node_available():
+        raise NoBroker(f"--broker=node needs Debian's rabbitmq-server: {SERVER} not found "
+                       "(apt-get install rabbitmq-server)")
+
+
+class _Executor(RabbitMqExecutor):
+    """RabbitMqExecutor with the extra environment a private, loopback-only node needs."""
+
+    def __init__(self, extra_env, **kwargs):
+        super().__init__(**kwargs)
+        self._envvars.update(extra_env)
+
+
+class NodeBroker(Broker):
+    kind = "node"
+
+    def __init__(self, *, base_dir=None, node_name=None, **kwargs):
+        require_node()
+        super().__init__(**kwargs)
+        self._own_dir = base_dir is None
+        self.base = Path(base_dir or tempfile.mkdtemp(prefix="workqueue-node-"))
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.node_name = node_name or f"wq{self.port}@localhost"
+        self._epmd = None
+        for sub in ("home", "log", "mnesia"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self.log_file = self.base / "log" / f"{self.node_name}.log"
+        self._write_config()
+        self.env = {
+            "HOME": str(self.base / "home"),
+            "RABBITMQ_NODENAME": self.node_name,
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.base / "rabbit.pid"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+        self._executor = _Executor(
+            self.env, command=SERVER, host="127.0.0.1", port=self.port,
+            distribution_port=self.dist_port, rabbit_ctl=CTL, logpath=self.base / "log",
+            path=self.base, plugin_path=self.base, node_name=self.node_name)
+        # RabbitMqExecutor names its own plugin file and log base; ours win.
+        self._executor._envvars.update(self.env)
+        self._executor._timeout = self.startup_timeout
+
+    def _write_config(self):
+        (self.base / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            f"management.tcp.ip = 127.0.0.1\n"
+            f"management.tcp.port = {self.management_port}\n"
+            f"default_user = {self.username}\n"
+            f"default_pass = {self.password}\n"
+            f"default_user_tags.administrator = true\n"
+            f"loopback_users = none\n"
+            f"log.file.level = info\n"
+            + COMMON_CONF + (self.extra_conf or ""))
+        os.chmod(self.base / "rabbitmq.conf", 0o600)
+        (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _ensure_epmd(self):
+        if self._epmd is not None and self._epmd.poll() is None:
+            return
+        epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
+        if epmd is None:
+            raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
+        self._epmd = subprocess.Popen(
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _start(self):
+        self._ensure_epmd()
+        try:
+            self._executor.start()
+        except Exception as exc:
+            self._executor.kill(wait=True) if self._executor.running() else None
+            raise BrokerError(f"rabbitmq-server node {self.node_name} failed to start "
+                              f"({type(exc).__name__}); last log lines:\n{self.logs(tail=30)}") from None
+
+    def _stop(self):
+        self._executor.stop(stop_signal=signal.SIGTERM)
+
+    def _kill(self):
+        self._executor.kill(wait=True, sig=signal.SIGKILL)
+
+    @property
+    def pid(self):
+        process = self._executor.process
+        return process.pid if process is not None else None
+
+    def close(self):
+        try:
+            if self._executor.running():
+                self._executor.kill(wait=True, sig=signal.SIGKILL)
+        finally:
+            if self._epmd is not None and self._epmd.poll() is None:
+                self._epmd.kill()
+                self._epmd.wait(timeout=10)
+            if self._own_dir:
+                shutil.rmtree(self.base, ignore_errors=True)
+
+    def ctl(self, *args):
+        result = subprocess.run([CTL, "-n", self.node_name, *args], env={**os.environ, **self.env},
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise BrokerError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+        return result.stdout
+
+    def logs(self, tail=200):
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return f"(no log at {self.log_file})"
+        return "\n".join(lines[-tail:])

@@ -1,0 +1,92 @@
+"""Run a worker: ``python -m workqueue.worker``
+
+Prints `` [*] Waiting for messages. To exit press CTRL+C``, then for each task
+`` [x] Received 'First message.'``, sleeps one second per dot, and `` [x] Done``.
+Ctrl+C or SIGTERM: stop taking tasks, finish and ack the current one, exit 0.
+A second Ctrl+C: exit at once (130); the unacknowledged task goes back to the queue.
+"""
+
+import importlib
+import os
+import signal
+import sys
+import time
+
+from workqueue import cli
+from workqueue.consumer import Worker
+
+
+def tutorial_handler(say, seconds_per_dot, max_seconds):
+    """The tutorial's task: one second of work per dot in the body."""
+    def handle(delivery):
+        suffix = " (redelivered)" if delivery.redelivered else ""
+        say(f" [x] Received {delivery.display()}{suffix}")
+        text = delivery.text or ""
+        seconds = text.count(".") * seconds_per_dot
+        if max_seconds is not None:
+            seconds = min(seconds, max_seconds)
+        time.sleep(seconds)                 # the simulated work itself
+        say(" [x] Done")
+    return handle
+
+
+def load_handler(spec, say):
+    """``module:function``; the function takes the Delivery and may raise to fail the task."""
+    module_name, _, func_name = spec.partition(":")
+    func = getattr(importlib.import_module(module_name), func_name or "handle")
+
+    def handle(delivery):
+        suffix = " (redelivered)" if delivery.redelivered else ""
+        say(f" [x] Received {delivery.display()}{suffix}")
+        func(delivery)
+        say(" [x] Done")
+    return handle
+
+
+def main(argv=None):
+    p = cli.parser("python -m workqueue.worker", __doc__.split("\n\n")[0])
+    p.add_argument("--name", default=None, help="tag every printed line with this name")
+    p.add_argument("--prefetch", type=int, default=1,
+                   help="unacknowledged tasks this worker may hold (1 = fair dispatch, 0 = unlimited)")
+    p.add_argument("--auto-ack", action="store_true",
+                   help="let the broker forget a task as soon as it is sent (a killed worker loses it)")
+    p.add_argument("--seconds-per-dot", type=float, default=1.0, help="seconds of work per dot")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="cap on the simulated work of one task, in seconds")
+    p.add_argument("--handler", default=None, metavar="MODULE:FUNCTION",
+                   help="call this function with each task instead of the tutorial's dot-sleeper")
+    p.add_argument("--no-reconnect", action="store_true",
+                   help="exit (3) when the connection is lost instead of reconnecting")
+    cli.add_broker_options(p)
+    cli.add_queue_options(p)
+    args = p.parse_args(argv)
+    cli.configure_logging(args.verbose)
+    prefix = f"{args.name} |" if args.name else ""
+
+    def say(line):
+        print(prefix + line, flush=True)
+
+    handler = (load_handler(args.handler, say) if args.handler
+               else tutorial_handler(say, args.seconds_per_dot, args.max_seconds))
+    with cli.reporting(p.prog):
+        worker = Worker(cli.params_from(args), cli.queue_from(args), handler,
+                        prefetch=args.prefetch, auto_ack=args.auto_ack,
+                        reconnect=not args.no_reconnect,
+                        on_consuming=lambda: say(" [*] Waiting for messages. To exit press CTRL+C"))
+
+        def graceful(signum, frame):
+            if worker.stopping:                 # second Ctrl+C: abort at once
+                say(" [!] Aborted; unacknowledged tasks return to the queue")
+                os._exit(130)
+            say(" [*] Stopping: finishing the current task")
+            worker.stop()
+
+        signal.signal(signal.SIGINT, graceful)
+        signal.signal(signal.SIGTERM, graceful)
+        worker.run()
+        say(" [*] Stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Session broker, per-scenario vhost, and the steps modules.
+
+Choose the broker with ``--broker=auto|node|container|url`` (env WORKQUEUE_BROKER). ``auto``
+takes a container when a Docker engine answers, else a local rabbitmq-server node; when
+neither can be had the run fails with one line saying how to get a broker. The broker boots
+once per session; each scenario gets a fresh vhost, and one that stopped or crashed the broker
+leaves it healthy for the next.
+"""
+
+import os
+
+import pytest
+
+from workqueue.testing import BACKENDS, BrokerError, NoBroker, choose_backend, make_broker
+
+pytest_plugins = [
+    "steps.broker",
+    "steps.queues",
+    "steps.tasks",
+    "steps.workers",
+]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("workqueue", "workqueue broker")
+    group.addoption("--broker", choices=BACKENDS, default=os.environ.get("WORKQUEUE_BROKER", "auto"),
+                    help="broker backend (env WORKQUEUE_BROKER; default auto: container if a "
+                         "Docker engine answers, else a local rabbitmq-server node)")
+    group.addoption("--broker-url", default=os.environ.get("WORKQUEUE_BROKER_URL"),
+                    help="AMQP URL of a running broker, for --broker=url (its user needs the "
+                         "administrator tag; env WORKQUEUE_BROKER_URL)")
+
+
+def pytest_configure(config):
+    if config.option.broker_url:
+        os.environ["WORKQUEUE_BROKER_URL"] = config.option.broker_url
+    if config.option.collectonly or config.option.help:
+        return
+    try:
+        config._workqueue_backend = choose_backend(config.option.broker)
+    except NoBroker as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+_BROKER = {}
+
+
+def session_broker(config):
+    """Start the session's broker once; later calls return it (or fail with the same reason)."""
+    if "error" in _BROKER:
+        pytest.fail(_BROKER["error"], pytrace=False)
+    if "broker" not in _BROKER:
+        backend = config._workqueue_backend
+        try:
+            b = make_broker(backend, url=config.option.broker_url)
+            _BROKER["broker"] = b
+            b.start()
+        except BrokerError as exc:
+            _BROKER["error"] = f"broker ({backend}) could not be started: {exc}"
+            pytest.fail(_BROKER["error"], pytrace=False)
+    return _BROKER["broker"]
+
+
+def pytest_unconfigure(config):
+    b = _BROKER.pop("broker", None)
+    if b is not None:
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def broker(request):
+    """The session's throwaway broker (or the user's, with --broker=url)."""
+    return session_broker(request.config)
+
+
+@pytest.fixture
+def vhost(broker):
+    """A fresh virtual host: every scenario declares its queues anew."""
+    broker.ensure_healthy()
+    name = broker.new_vhost()
+    yield name
+    broker.ensure_healthy()
+    try:
+        broker.delete_vhost(name)
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def amqp_url(broker, vhost):
+    return broker.url(vhost)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect scenarios of the other RabbitMQ major; skip broker control on --broker=url."""
+    backend = getattr(config, "_workqueue_backend", None)
+    if backend is None:
+        return
+    if any(item.get_closest_marker(m) for item in items for m in ("rabbitmq3", "rabbitmq4")):
+        major = session_broker(config).major
+        other = "rabbitmq3" if major >= 4 else "rabbitmq4"
+        deselected = [item for item in items if item.get_closest_marker(other)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker(other)]
+    for item in items:
+        if backend == "url" and item.get_closest_marker("broker_control"):
+            item.add_marker(pytest.mark.skip(
+                reason="needs to stop, crash or restart the broker: run with --broker=node or "
+                       "--broker=container"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the broker's log to a failing test's report."""
+    report = yield
+    b = _BROKER.get("broker")
+    if report.failed and b is not None:
+        report.sections.append(("broker log (last 60 lines)", b.logs(tail=60)))
+    return report
+
+
+def pytest_report_header(config):
+    backend = getattr(config, "_workqueue_backend", None)
+    return f"workqueue broker backend: {backend}" if backend else None

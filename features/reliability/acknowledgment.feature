@@ -1,0 +1,29 @@
+@reliability
+Feature: Message acknowledgment
+  A worker acknowledges a task only once it has done it. If the worker dies first (its
+  connection closes with the task unacknowledged), RabbitMQ gives the task to another worker.
+
+  Rule: A task whose worker dies before acknowledging it is done by another worker
+
+    Scenario: A killed worker's task is redelivered
+      Given worker "alice" is working on a long task
+      And worker "bob" is waiting for tasks
+      When "alice" is killed
+      Then "bob" does the long task, flagged as redelivered
+      And the queue "task_queue" holds no tasks
+
+    Scenario: A task being worked on is unacknowledged, not ready
+      Given worker "alice" is busy with a task that outlasts the scenario
+      When 2 more tasks are sent
+      Then the queue "task_queue" shows 2 ready, 1 unacknowledged and 1 consumer
+
+  @contrast
+  Rule: With automatic acknowledgment, a killed worker's task is lost
+
+    Scenario: Auto-ack loses the task of a killed worker
+      Given worker "alice" is working on a long task, with automatic acknowledgment
+      And worker "bob" is waiting for tasks
+      When "alice" is killed
+      And the task "after the kill" is sent
+      Then "bob" does "after the kill" and nothing else
+      And the queue "task_queue" holds no tasks

@@ -1,0 +1,30 @@
+@reliability @broker_control
+Feature: Message durability
+  Acknowledgments protect tasks from a dying worker; durability protects them from a dying
+  broker. Both the queue (durable) and the task (persistent) must be marked, and the producer
+  must have the broker's confirm.
+
+  Rule: A durable queue and its persistent, confirmed tasks survive the broker
+
+    Scenario Outline: Tasks survive a broker <event>
+      Given 5 persistent tasks are waiting in the durable queue "task_queue"
+      When the broker <event>
+      Then a worker does all 5 tasks
+
+      Examples:
+        | event                             |
+        | restarts                          |
+        | crashes and recovers              |
+
+  @contrast
+  Rule: What is not durable is gone after a restart
+
+    Scenario: A transient queue is gone
+      Given 5 persistent tasks are waiting in the transient queue "hello"
+      When the broker restarts
+      Then the queue "hello" no longer exists
+
+    Scenario: Transient tasks in a durable queue are gone
+      Given 5 transient tasks are waiting in the durable queue "task_queue"
+      When the broker restarts
+      Then the queue "task_queue" holds no tasks

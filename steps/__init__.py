@@ -1,0 +1,24 @@
+"""Step definitions, one module per domain concept (broker, queues, tasks, workers).
+
+Shared here: the scenario's sizes of work and small parsing helpers.
+"""
+
+import re
+
+#: Seconds of simulated work per dot for the workers of every scenario.
+SECONDS_PER_DOT = 0.2
+#: A task long enough to be killed, frozen or observed in the middle of (20 dots: 4 s).
+LONG_TASK = "long task" + "." * 20
+#: A task that outlasts the scenario (5 min), for observing a worker that stays busy: the
+#: management API's statistics lag the broker by seconds, so what they show must hold still.
+ENDLESS_TASK = "endless task" + "." * 1500
+#: Fair dispatch: a heavy task is 30x a light one.
+HEAVY_TASK = "heavy task" + "." * 30
+LIGHT_TASK = "light task {n}."
+#: Deadline for anything a scenario waits on (generous: these machines are noisy).
+DEADLINE = 60
+
+
+def quoted(text):
+    """All "double-quoted" strings in a step's text, in order."""
+    return re.findall(r'"([^"]*)"', text)

@@ -1,0 +1,101 @@
+"""Tasks: sending them with the workqueue Producer, and what the workers did with them."""
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from steps import DEADLINE, HEAVY_TASK, LIGHT_TASK, quoted
+from workqueue import Producer, QueueSpec
+from workqueue.testing import wait_until
+
+
+@pytest.fixture
+def send(broker, vhost):
+    """send(bodies, queue=QueueSpec(), persistent=True): publish and wait for the confirms."""
+    def send(bodies, queue=None, persistent=True):
+        bodies = list(bodies)
+        with Producer(broker.params(vhost), queue or QueueSpec(), persistent=persistent) as producer:
+            assert producer.publish_many(bodies) == len(bodies)
+        return bodies
+    return send
+
+
+@given(parsers.re(r'(?P<count>\d+) (?P<kind>persistent|transient) tasks are waiting in the '
+                  r'(?P<durability>durable|transient) queue "(?P<name>[^"]+)"'),
+       target_fixture="sent_tasks")
+def _(send, count, kind, durability, name):
+    queue = QueueSpec(name, durable=durability == "durable")
+    return send([f"task {n}" for n in range(1, int(count) + 1)], queue, persistent=kind == "persistent")
+
+
+@when(parsers.re(r'the tasks (?P<tasks>".+) are sent'), target_fixture="sent_tasks")
+def _(send, tasks):
+    return send(quoted(tasks))
+
+
+@when(parsers.re(r'the task "(?P<task>[^"]+)" is sent'), target_fixture="sent_tasks")
+def _(send, task):
+    return send([task])
+
+
+@when(parsers.re(r'(?P<count>\d+) (?:more )?tasks are sent'), target_fixture="sent_tasks")
+def _(send, count):
+    return send([f"task {n}" for n in range(1, int(count) + 1)])
+
+
+@when("a heavy task is sent, then 5 light tasks", target_fixture="sent_tasks")
+def _(send):
+    return send([HEAVY_TASK] + [LIGHT_TASK.format(n=n) for n in range(1, 6)])
+
+
+def wait_all_done(workers, tasks):
+    """Wait until the workers, together, have done ``tasks``; return {name: received}."""
+    def done():
+        finished = sum(w.done_count() for w in workers)
+        got = [t for w in workers for t in w.received()]
+        return all(t in got for t in tasks) and finished >= len(tasks)
+    wait_until(done, DEADLINE, f"the workers to do {tasks!r}")
+    return {w.name: w.received() for w in workers}
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" does (?P<tasks>"[^"]+"(?:, "[^"]+")*(?: and "[^"]+")?)$'))
+def _(workers, sent_tasks, name, tasks):
+    received = wait_all_done(workers, sent_tasks)
+    assert received[name] == quoted(tasks), received
+
+
+@then(parsers.re(r'(?P<names>"[^"]+"(?:, "[^"]+")* and "[^"]+") each do (?P<count>\d+) of them'))
+def _(workers, sent_tasks, names, count):
+    received = wait_all_done(workers, sent_tasks)
+    share = {name: [t for t in received[name] if t in sent_tasks] for name in quoted(names)}
+    assert all(len(tasks) == int(count) for tasks in share.values()), share
+
+
+def heavy_worker(workers):
+    return wait_until(lambda: next((w for w in workers if HEAVY_TASK in w.received()), None),
+                      DEADLINE, "a worker to take the heavy task")
+
+
+@then("the worker that took the heavy task does no light task")
+def _(workers, sent_tasks):
+    lights = sent_tasks[1:]
+    wait_until(lambda: sum(t in w.received() for w in workers for t in lights) == len(lights)
+               and all(w.done_count() >= len(w.received()) - (HEAVY_TASK in w.received()) for w in workers),
+               DEADLINE, "every light task to be done")
+    busy = heavy_worker(workers)
+    assert busy.received() == [HEAVY_TASK], {w.name: w.received() for w in workers}
+
+
+@then("the other worker does all 5 light tasks")
+def _(workers, sent_tasks):
+    busy = heavy_worker(workers)
+    other = next(w for w in workers if w is not busy)
+    assert other.received() == sent_tasks[1:], {w.name: w.received() for w in workers}
+
+
+@then("the worker that took the heavy task also does light tasks, after the heavy one")
+def _(workers, sent_tasks):
+    received = wait_all_done(workers, sent_tasks)
+    busy = heavy_worker(workers)
+    mine = received[busy.name]
+    assert mine[0] == HEAVY_TASK and len(mine) > 1, received
+    assert all(t in sent_tasks[1:] for t in mine[1:]), received

@@ -1,0 +1,5 @@
+"""Operations: the status command against rabbitmqctl."""
+
+from pytest_bdd import scenarios
+
+scenarios("operations")

@@ -1,0 +1,148 @@
+"""Real worker processes (``python -m workqueue.worker``) whose output is read line by line.
+
+A kill is a real kill (SIGKILL of the process), a freeze a real SIGSTOP. Every wait has a
+deadline and, when it runs out, says what it waited for and what the worker printed.
+"""
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redelivered\))?$")
+
+
+class WorkerProcess:
+    def __init__(self, name, url, *options, env=None, cwd=None):
+        self.name = name
+        self.lines = []          # stdout, without the name prefix
+        self.errors = []         # stderr
+        self._cond = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "workqueue.worker", *options],
+            env={**os.environ, **(env or {}), "WORKQUEUE_URL": url, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, errors="replace", cwd=cwd)
+        for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
+
+    def _read(self, stream, sink):
+        for line in stream:
+            with self._cond:
+                sink.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    # -- waiting --------------------------------------------------------------------------
+    def wait_for(self, predicate, timeout, what):
+        """Wait until ``predicate(lines)`` is truthy; return its value."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate(self.lines)
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"worker {self.name} (pid {self.pid}): timed out after {timeout:g} s waiting "
+                        f"for {what}; it printed {self.lines[-15:]!r}, stderr {self.errors[-5:]!r}, "
+                        f"exit code {self.process.poll()}")
+                self._cond.wait(min(remaining, 0.5))
+
+    def wait_for_line(self, text, timeout=30, count=1):
+        return self.wait_for(lambda lines: sum(text in line for line in lines) >= count, timeout,
+                             f"{count} line(s) containing {text!r}")
+
+    def wait_consuming(self, timeout=30, count=1):
+        return self.wait_for_line("[*] Waiting for messages", timeout, count)
+
+    def wait_received(self, body, timeout=30):
+        return self.wait_for(lambda _lines: body in self.received(), timeout, f"task {body!r}")
+
+    def wait_done(self, count, timeout=60):
+        return self.wait_for(lambda lines: sum("[x] Done" in line for line in lines) >= count,
+                             timeout, f"{count} task(s) done")
+
+    def wait_exit(self, timeout=30):
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"worker {self.name} (pid {self.pid}) did not exit within {timeout:g} s; "
+                               f"it printed {self.lines[-10:]!r}") from None
+
+    # -- what it did ----------------------------------------------------------------------
+    def deliveries(self):
+        """[(body, redelivered)] in the order received."""
+        out = []
+        with self._cond:
+            lines = list(self.lines)
+        for line in lines:
+            m = RECEIVED.search(line)
+            if m:
+                try:
+                    body = ast.literal_eval(m.group("body"))
+                except (ValueError, SyntaxError):
+                    body = m.group("body")
+                out.append((body, bool(m.group("redelivered"))))
+        return out
+
+    def received(self):
+        return [body for body, _ in self.deliveries()]
+
+    def done_count(self):
+        with self._cond:
+            return sum("[x] Done" in line for line in self.lines)
+
+    # -- signals --------------------------------------------------------------------------
+    def signal(self, sig):
+        if self.process.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        self.signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def terminate(self):
+        self.signal(signal.SIGTERM)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGKILL)
+            self.process.wait(30)
+
+
+class WorkerPool:
+    """The worker processes of one scenario, by name; close() kills any still running."""
+
+    def __init__(self, url, default_options=(), env=None):
+        self.url = url
+        self.default_options = list(default_options)
+        self.env = env
+        self.workers = {}
+
+    def start(self, name, *options, url=None):
+        worker = WorkerProcess(name, url or self.url, "--name", name, *self.default_options,
+                               *options, env=self.env)
+        self.workers[name] = worker
+        return worker
+
+    def __getitem__(self, name):
+        return self.workers[name]
+
+    def __iter__(self):
+        return iter(self.workers.values())
+
+    def close(self):
+        for worker in self.workers.values():
+            worker.close()

@@ -68,5 +68,6 @@ def reporting(prog):
     try:
         yield
     except WorkqueueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        message = " ".join(str(exc).split())          # one line, whatever the broker said
+        print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(exc.exit_code) from None

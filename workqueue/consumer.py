@@ -140,7 +140,7 @@ class Worker:
             channel = connection.channel()
             try:
                 self.queue.declare(channel)
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker) as exc:
                 raise QueueRefused(
                     f"the broker refused queue {self.queue.name!r}: {exc.reply_code} {exc.reply_text}",
                     exc.reply_code) from None

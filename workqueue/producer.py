@@ -185,7 +185,8 @@ class Producer:
 
     def _on_channel_closed(self, _channel, reason):
         self._ready = False
-        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+        if isinstance(reason, (pika.exceptions.ChannelClosedByBroker,
+                               pika.exceptions.ConnectionClosedByBroker)):
             error = QueueRefused(
                 f"the broker refused queue {self.queue.name!r}: {reason.reply_code} {reason.reply_text}",
                 reason.reply_code)

@@ -134,11 +134,20 @@ class Broker:
             return False
 
     def wait_ready(self, timeout=None):
+        def ready():
+            if self._exited():
+                raise BrokerError(f"{self.kind} broker exited while starting; last log lines:\n"
+                                  f"{self.logs(tail=30)}")
+            return self.is_ready()
         try:
-            wait_until(self.is_ready, timeout or self.startup_timeout,
+            wait_until(ready, timeout or self.startup_timeout,
                        f"{self.kind} broker on 127.0.0.1:{self.port} to accept connections", 0.2)
         except TimeoutError as exc:
             raise BrokerError(f"{exc}; last log lines:\n{self.logs(tail=30)}") from None
+
+    def _exited(self):
+        """True when the broker process or container has exited (a start that failed)."""
+        return False
 
     def ensure_healthy(self):
         """Start the broker again if a scenario left it stopped or crashed."""

@@ -19,6 +19,11 @@ from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker  #
 DEFAULT_IMAGE = "rabbitmq:4.1.4-management"
 
 
+def _docker_container_class():
+    from testcontainers.core.container import DockerContainer
+    return DockerContainer
+
+
 def image_from_env():
     return os.environ.get("WORKQUEUE_RABBITMQ_IMAGE") or DEFAULT_IMAGE
 
@@ -77,13 +82,22 @@ class ContainerBroker(Broker):
         try:
             if not self._created:
                 self._created = True
-                self._container.start()      # create, start, readiness probe
+                # DockerContainer.start: create and start; the readiness probe is ours
+                # (Broker.wait_ready), which also notices a container that exited.
+                _docker_container_class().start(self._container)
             else:
                 self._wrapped.start()
         except Exception as exc:
             raise BrokerError(f"RabbitMQ container from {self.image} failed to start "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
                               f"last log lines:\n{self.logs(tail=30)}") from None
+
+    def _exited(self):
+        try:
+            self._wrapped.reload()
+            return self._wrapped.status in ("exited", "dead")
+        except Exception:
+            return True
 
     def _stop(self):
         self._wrapped.stop(timeout=60)

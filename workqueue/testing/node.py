@@ -34,9 +34,13 @@ def require_node():
 class _Executor(RabbitMqExecutor):
     """RabbitMqExecutor with the extra environment a private, loopback-only node needs."""
 
-    def __init__(self, extra_env, **kwargs):
+    def __init__(self, extra_env, console_log, **kwargs):
         super().__init__(**kwargs)
         self._envvars.update(extra_env)
+        # The console (boot banner, config errors) goes to a file: a pipe nobody reads would
+        # eventually block the broker.
+        self._stdout = console_log
+        self._stderr = subprocess.STDOUT
 
 
 class NodeBroker(Broker):
@@ -70,8 +74,10 @@ class NodeBroker(Broker):
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
+        self.console_log = self.base / "log" / "console.log"
+        self._console = open(self.console_log, "ab")
         self._executor = _Executor(
-            self.env, command=SERVER, host="127.0.0.1", port=self.port,
+            self.env, self._console, command=SERVER, host="127.0.0.1", port=self.port,
             distribution_port=self.dist_port, rabbit_ctl=CTL, logpath=self.base / "log",
             path=self.base, plugin_path=self.base, node_name=self.node_name)
         # RabbitMqExecutor names its own plugin file and log base; ours win.
@@ -113,6 +119,9 @@ class NodeBroker(Broker):
             raise BrokerError(f"rabbitmq-server node {self.node_name} failed to start "
                               f"({type(exc).__name__}); last log lines:\n{self.logs(tail=30)}") from None
 
+    def _exited(self):
+        return not self._executor.running()
+
     def _stop(self):
         self._executor.stop(stop_signal=signal.SIGTERM)
 
@@ -132,6 +141,7 @@ class NodeBroker(Broker):
             if self._epmd is not None and self._epmd.poll() is None:
                 self._epmd.kill()
                 self._epmd.wait(timeout=10)
+            self._console.close()
             if self._own_dir:
                 shutil.rmtree(self.base, ignore_errors=True)
 
@@ -143,8 +153,12 @@ class NodeBroker(Broker):
         return result.stdout
 
     def logs(self, tail=200):
-        try:
-            lines = self.log_file.read_text(errors="replace").splitlines()
-        except OSError:
-            return f"(no log at {self.log_file})"
-        return "\n".join(lines[-tail:])
+        """The node's log; its console output (where boot errors go) when the log is empty."""
+        for path in (self.log_file, self.console_log):
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            if lines:
+                return "\n".join(lines[-tail:])
+        return f"(no log at {self.log_file})"

@@ -17,8 +17,9 @@ RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redeliver
 
 
 class WorkerProcess:
-    def __init__(self, name, url, *options, env=None, cwd=None):
+    def __init__(self, name, url, *options, env=None, cwd=None, on_line=None):
         self.name = name
+        self.on_line = on_line   # called with each stdout line as it arrives (the demo prints them)
         self.lines = []          # stdout, without the name prefix
         self.errors = []         # stderr
         self._cond = threading.Condition()
@@ -32,8 +33,11 @@ class WorkerProcess:
 
     def _read(self, stream, sink):
         for line in stream:
+            line = line.rstrip("\n")
+            if self.on_line is not None and sink is self.lines:
+                self.on_line(line)
             with self._cond:
-                sink.append(line.rstrip("\n"))
+                sink.append(line)
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -125,15 +129,16 @@ class WorkerProcess:
 class WorkerPool:
     """The worker processes of one scenario, by name; close() kills any still running."""
 
-    def __init__(self, url, default_options=(), env=None):
+    def __init__(self, url, default_options=(), env=None, on_line=None):
         self.url = url
         self.default_options = list(default_options)
         self.env = env
+        self.on_line = on_line
         self.workers = {}
 
     def start(self, name, *options, url=None):
         worker = WorkerProcess(name, url or self.url, "--name", name, *self.default_options,
-                               *options, env=self.env)
+                               *options, env=self.env, on_line=self.on_line)
         self.workers[name] = worker
         return worker
 

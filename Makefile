@@ -1,0 +1,32 @@
+# make demo    a throwaway broker, two workers, round robin then fair dispatch
+# make test    the specification (pytest-bdd) and the package's tests against a real broker
+# Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
+#   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
+#   PYTEST_ARGS=...                  extra pytest arguments
+
+PYTHON ?= python3
+VENV ?= .venv
+BROKER ?= auto
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+
+.PHONY: demo test venv rabbitmq clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+rabbitmq:
+	@scripts/install-rabbitmq.sh
+
+demo: venv rabbitmq
+	$(BIN)/python -m workqueue.demo $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER))
+
+test: venv rabbitmq
+	$(BIN)/pytest --broker=$(BROKER) $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache reports *.egg-info

@@ -1,0 +1,95 @@
+"""The throwaway-broker harness itself, on whichever backend the run uses."""
+
+import os
+import subprocess
+import sys
+
+import pika
+import pytest
+
+from workqueue import Producer, QueueSpec
+from workqueue.testing import BrokerError, make_broker
+
+pytestmark = [pytest.mark.harness, pytest.mark.broker_control]
+
+
+def _count(broker, queue):
+    conn = pika.BlockingConnection(broker.params())
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            return None
+        raise
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_a_broker_keeps_its_url_and_durable_data_across_restart_and_crash(request):
+    """Persistent messages in a durable queue survive stop/start and kill/start; a transient
+    queue does not; the URL stays the same; nothing is left behind after close()."""
+    broker = make_broker(request.config._workqueue_backend)
+    with broker:
+        url = broker.url()
+        with Producer(broker.params(), QueueSpec("durable")) as producer:
+            producer.publish_many(f"m{n}" for n in range(50))
+        with Producer(broker.params(), QueueSpec("transient", durable=False)) as producer:
+            producer.publish_many(f"m{n}" for n in range(5))
+
+        broker.restart()
+        assert broker.url() == url
+        assert _count(broker, "durable") == 50
+        assert _count(broker, "transient") is None
+
+        broker.crash_and_recover()
+        assert broker.url() == url
+        assert _count(broker, "durable") == 50
+        leftovers = _identity(broker)
+    _assert_gone(leftovers)
+
+
+def _identity(broker):
+    if broker.kind == "node":
+        return {"pids": [broker.pid, broker._epmd.pid], "dir": broker.base}
+    return {"container": broker.container_id}
+
+
+def _assert_gone(leftovers):
+    for pid in leftovers.get("pids", []):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    if "dir" in leftovers:
+        assert not leftovers["dir"].exists()
+    if leftovers.get("container"):
+        import docker
+        client = docker.from_env()
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(leftovers["container"])
+        client.close()
+
+
+def test_a_broker_that_fails_to_start_says_why_with_its_log(request):
+    broker = make_broker(request.config._workqueue_backend,
+                         extra_conf="this.setting.does.not.exist = 42\n", startup_timeout=120)
+    try:
+        with pytest.raises(BrokerError) as info:
+            broker.start()
+    finally:
+        broker.close()
+    message = str(info.value)
+    assert "last log lines" in message
+    assert "this.setting.does.not.exist" in message or "error" in message.lower(), message
+    assert broker.password not in message
+
+
+def test_no_rabbitmq_server_fails_the_run_in_one_line(tmp_path):
+    """--broker=node without rabbitmq-server: a non-zero exit and one line saying what is missing."""
+    env = {**os.environ, "WORKQUEUE_RABBITMQ_SERVER": str(tmp_path / "no-rabbitmq-server")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "--broker=node", "-q", "-p", "no:cacheprovider",
+                          "tests/test_harness.py::test_no_rabbitmq_server_fails_the_run_in_one_line"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "rabbitmq-server" in lines[0] and "not found" in lines[0]

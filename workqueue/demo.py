@@ -1,0 +1,82 @@
+"""``make demo``: a throwaway broker, two named workers, round robin then fair dispatch.
+
+Everything it starts (broker, workers) is torn down at the end, also on Ctrl+C or an error.
+"""
+
+import argparse
+import sys
+import threading
+
+from workqueue.connection import redact
+from workqueue.producer import Producer
+from workqueue.testing import make_broker
+from workqueue.testing.processes import WorkerPool
+
+_print_lock = threading.Lock()
+
+
+def say(line):
+    with _print_lock:
+        print(line, flush=True)
+
+
+def run(backend=None, seconds_per_dot=0.3):
+    say(" [demo] starting a throwaway RabbitMQ ...")
+    with make_broker(backend) as broker:
+        say(f" [demo] RabbitMQ {broker.version} ({broker.kind} backend) at {redact(broker.url())}")
+        params = broker.params()
+
+        say("\n [demo] 1. Round-robin dispatching: workers with no prefetch limit, 6 equal tasks")
+        rounds = [f"Task {n}." for n in range(1, 7)]
+        _scene(broker, params, ["--prefetch", "0"], rounds, seconds_per_dot, "round-robin")
+
+        say("\n [demo] 2. Fair dispatch: prefetch 1; a heavy task, then 5 light ones")
+        fair = ["Heavy task.........."] + [f"Light task {n}." for n in range(1, 6)]
+        _scene(broker, params, ["--prefetch", "1"], fair, seconds_per_dot, "fair")
+
+        rows = broker.management.queues("/")
+        say("\n [demo] queues now: " + ", ".join(
+            f"{r['name']}: {r['messages_ready']} ready, {r['messages_unacknowledged']} unacked" for r in rows))
+        say(" [demo] tearing down the broker and workers")
+    say(" [demo] done")
+
+
+def _scene(broker, params, options, tasks, seconds_per_dot, queue):
+    pool = WorkerPool(broker.url(), default_options=["--queue", queue, "--seconds-per-dot",
+                                                     str(seconds_per_dot), *options], on_line=say)
+    try:
+        for name in ("alice", "bob"):
+            pool.start(name).wait_consuming(60)
+        from workqueue.queue import QueueSpec
+        with Producer(params, QueueSpec(queue)) as producer:
+            producer.publish_many(tasks)
+        for task in tasks:
+            say(f" [x] Sent {task!r}")
+        total = len(tasks)
+        workers = list(pool)
+        workers[0].wait_for(lambda _l: sum(w.done_count() for w in workers) >= total, 120,
+                            f"{total} tasks to be done")
+        for w in workers:
+            say(f" [demo] {w.name} did {w.received()}")
+    finally:
+        pool.close()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m workqueue.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--broker", default=None, choices=("auto", "node", "container"),
+                   help="broker backend (env WORKQUEUE_BROKER; default auto)")
+    p.add_argument("--seconds-per-dot", type=float, default=0.3)
+    args = p.parse_args(argv)
+    try:
+        run(args.broker, args.seconds_per_dot)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        print(f"demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -71,7 +71,7 @@ def _assert_gone(leftovers):
 
 def test_a_broker_that_fails_to_start_says_why_with_its_log(request):
     broker = make_broker(request.config._workqueue_backend,
-                         extra_conf="this.setting.does.not.exist = 42\n", startup_timeout=120)
+                         extra_conf="this.setting.does.not.exist = 42\n", startup_timeout=60)
     try:
         with pytest.raises(BrokerError) as info:
             broker.start()

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from mirakuru.exceptions import ProcessExitedWithError
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, wait_until
@@ -42,6 +43,13 @@ class _Executor(RabbitMqExecutor):
         self._stdout = console_log
         self._stderr = subprocess.STDOUT
 
+    def check_subprocess(self):
+        # rabbitmq-server exits 0 when its boot fails; mirakuru only gives up on a non-zero
+        # exit and would wait for the port until the timeout.
+        if self.process is not None and self.process.poll() == 0:
+            raise ProcessExitedWithError(self, 0)
+        return super().check_subprocess()
+
 
 class NodeBroker(Broker):
     kind = "node"
@@ -71,6 +79,7 @@ class NodeBroker(Broker):
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_CRASH_DUMP_SECONDS": "0",      # a failed boot exits at once
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }

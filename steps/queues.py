@@ -6,11 +6,41 @@ import sys
 
 import pika
 import pika.exceptions
+import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE
 from workqueue import QueueSpec
 from workqueue.testing import wait_until
+
+
+@pytest.fixture
+def queue_spec():
+    """The scenario's task queue; a Given step may make it a quorum queue, add a limit..."""
+    return QueueSpec()
+
+
+def queue_options(spec):
+    """The worker / new_task command-line options that declare ``spec``."""
+    options = ["--queue", spec.name, "--queue-type", spec.queue_type]
+    if not spec.durable:
+        options.append("--transient")
+    if spec.delivery_limit is not None:
+        options += ["--delivery-limit", str(spec.delivery_limit)]
+    if spec.dead_letter:
+        options += ["--dead-letter", spec.dead_letter]
+    return options
+
+
+@given("the task queue is a quorum queue", target_fixture="queue_spec")
+def _():
+    return QueueSpec(queue_type="quorum")
+
+
+@given(parsers.re(r'a (?P<kind>classic|quorum) task queue with a delivery limit of (?P<limit>\d+) and '
+                  r'the dead-letter queue "(?P<dead>[^"]+)"'), target_fixture="queue_spec")
+def _(kind, limit, dead):
+    return QueueSpec(queue_type=kind, delivery_limit=int(limit), dead_letter=dead)
 
 
 def run_cli(module, *args, url, env=None):
@@ -61,15 +91,44 @@ def _(amqp_url, task, name, kind):
     return run_cli("new_task", "--queue", name, *options, task, url=amqp_url)
 
 
+def assert_one_line_error(run, code, words, password):
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == code, (run.returncode, run.stderr)
+    assert len(lines) == 1, lines
+    assert "Traceback" not in run.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert password not in run.stderr + run.stdout
+
+
 @then(parsers.re(r'the producer fails with one line saying (?P<words>.+)$'))
 def _(producer_run, broker, words):
-    lines = producer_run.stderr.strip().splitlines()
-    assert producer_run.returncode == 5, (producer_run.returncode, producer_run.stderr)
-    assert len(lines) == 1, lines
-    for word in words.split(" and "):
-        for part in word.split():
-            assert part in lines[0], lines[0]
-    assert broker.password not in producer_run.stderr + producer_run.stdout
+    assert_one_line_error(producer_run, 5, words.replace(" and ", " ").split(), broker.password)
+
+
+@then(parsers.re(r'the producer fails with exit code (?P<code>\d+) and one line saying "(?P<says>[^"]+)"'))
+def _(producer_run, broker, code, says):
+    assert_one_line_error(producer_run, int(code), [says], broker.password)
+
+
+@when(parsers.parse('the producer sends "{task}" to the missing queue "{name}", without declaring it'),
+      target_fixture="producer_run")
+def _(amqp_url, task, name):
+    return run_cli("new_task", "--queue", name, "--no-declare", task, url=amqp_url)
+
+
+@then(parsers.parse('the dead-letter queue "{name}" holds "{task}", rejected'))
+def _(broker, vhost, name, task):
+    def get():
+        conn = pika.BlockingConnection(broker.params(vhost))
+        try:
+            method, properties, body = conn.channel().basic_get(name, auto_ack=True)
+            return (body, properties.headers) if method else None
+        finally:
+            conn.close()
+    body, headers = wait_until(get, DEADLINE, f"a task in {name!r}")
+    assert body.decode() == task
+    assert headers["x-death"][0]["reason"] == "rejected", headers
 
 
 @then(parsers.parse('the producer says "{line}"'))

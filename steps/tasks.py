@@ -1,19 +1,24 @@
 """Tasks: sending them with the workqueue Producer, and what the workers did with them."""
 
+import os
+import secrets
+import subprocess
+import sys
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, HEAVY_TASK, LIGHT_TASK, quoted
 from workqueue import Producer, QueueSpec
-from workqueue.testing import wait_until
+from workqueue.testing import free_port, wait_until
 
 
 @pytest.fixture
-def send(broker, vhost):
-    """send(bodies, queue=QueueSpec(), persistent=True): publish and wait for the confirms."""
+def send(broker, vhost, queue_spec):
+    """send(bodies, queue=<the scenario's>, persistent=True): publish and wait for the confirms."""
     def send(bodies, queue=None, persistent=True):
         bodies = list(bodies)
-        with Producer(broker.params(vhost), queue or QueueSpec(), persistent=persistent) as producer:
+        with Producer(broker.params(vhost), queue or queue_spec, persistent=persistent) as producer:
             assert producer.publish_many(bodies) == len(bodies)
         return bodies
     return send
@@ -25,6 +30,12 @@ def send(broker, vhost):
 def _(send, count, kind, durability, name):
     queue = QueueSpec(name, durable=durability == "durable")
     return send([f"task {n}" for n in range(1, int(count) + 1)], queue, persistent=kind == "persistent")
+
+
+@given(parsers.re(r'(?P<count>\d+) persistent tasks are waiting in the task queue'),
+       target_fixture="sent_tasks")
+def _(send, count):
+    return send([f"task {n}" for n in range(1, int(count) + 1)])
 
 
 @when(parsers.re(r'the tasks (?P<tasks>".+) are sent'), target_fixture="sent_tasks")
@@ -70,6 +81,12 @@ def _(workers, sent_tasks, names, count):
     assert all(len(tasks) == int(count) for tasks in share.values()), share
 
 
+@then(parsers.re(r'one worker does (?P<first>.+), the other (?P<second>"[^"]+" and "[^"]+")$'))
+def _(workers, sent_tasks, first, second):
+    received = wait_all_done(workers, sent_tasks)
+    assert sorted(received.values()) == sorted([quoted(first), quoted(second)]), received
+
+
 def heavy_worker(workers):
     return wait_until(lambda: next((w for w in workers if HEAVY_TASK in w.received()), None),
                       DEADLINE, "a worker to take the heavy task")
@@ -99,3 +116,41 @@ def _(workers, sent_tasks):
     mine = received[busy.name]
     assert mine[0] == HEAVY_TASK and len(mine) > 1, received
     assert all(t in sent_tasks[1:] for t in mine[1:]), received
+
+
+def _bad_input(broker, amqp_url, input):
+    """(arguments, url, stdin bytes, passwords that must not be printed) for one bad input."""
+    real = broker.password
+    wrong = "wrong-" + secrets.token_hex(6)
+    host_port = f"127.0.0.1:{broker.port}"
+    cases = {
+        "an empty task": ([""], amqp_url, None),
+        "a binary, non-UTF-8 task": ([b"\xff\xfe binary task"], amqp_url, None),
+        "a 16 MiB task": (["--stdin"], amqp_url, b"x" * (16 * 1024 * 1024)),
+        "a task of 10,000 dots": (["." * 10_000], amqp_url, None),
+        "a malformed broker URL": (["First message."],
+                                   f"amqp://{broker.username}:{real}@{host_port.split(':')[0]}:notaport/", None),
+        "a port where nothing listens": (["First message."],
+                                         amqp_url.replace(host_port, f"127.0.0.1:{free_port()}"), None),
+        "a wrong password": (["First message."], amqp_url.replace(f":{real}@", f":{wrong}@"), None),
+    }
+    args, url, stdin = cases[input]
+    return args, url, stdin, [real, wrong]
+
+
+@when(parsers.parse("the producer is given {input}"), target_fixture="producer_run")
+def _(broker, amqp_url, input):
+    args, url, stdin, passwords = _bad_input(broker, amqp_url, input)
+    run = subprocess.run([sys.executable, "-m", "workqueue.new_task", *args],
+                         env={**os.environ, "WORKQUEUE_URL": url}, input=stdin,
+                         stdin=None if stdin is not None else subprocess.DEVNULL,
+                         capture_output=True, timeout=DEADLINE)
+    run.stdout, run.stderr = run.stdout.decode(errors="replace"), run.stderr.decode(errors="replace")
+    run.passwords = passwords
+    return run
+
+
+@then("no line it printed contains a password")
+def _(producer_run):
+    for password in producer_run.passwords:
+        assert password not in producer_run.stdout + producer_run.stderr

@@ -1,17 +1,23 @@
 """Workers: real `python -m workqueue.worker` processes, started, killed and watched."""
 
+import signal
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
+from steps.queues import queue_options
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
 
+POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
+
 
 @pytest.fixture
-def workers(amqp_url):
+def workers(amqp_url, queue_spec):
     """The scenario's worker processes; any still running at the end are killed."""
-    pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT)])
+    pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT),
+                                                 *queue_options(queue_spec)])
     yield pool
     pool.close()
 
@@ -31,6 +37,16 @@ def _(workers, names):
     start_waiting(workers, quoted(names), "--prefetch", "1")
 
 
+@given(parsers.parse('worker "{name}" is waiting for tasks, without reconnecting'))
+def _(workers, name):
+    start_waiting(workers, [name], "--no-reconnect")
+
+
+@given(parsers.parse('worker "{name}" is waiting for tasks, failing on any task that mentions poison'))
+def _(workers, name):
+    start_waiting(workers, [name], "--handler", POISON_HANDLER)
+
+
 @given(parsers.re(r'worker "(?P<name>[^"]+)" (?:is waiting for tasks|joins them)$'))
 def _(workers, name):
     options = workers.workers and next(iter(workers)).process.args[4:]   # same settings as the others
@@ -40,12 +56,14 @@ def _(workers, name):
     start_waiting(workers, [name], *prefetch)
 
 
-@given(parsers.re(r'worker "(?P<name>[^"]+)" is (?P<what>working on a long task|busy with a task '
-                  r'that outlasts the scenario)(?P<auto>, with automatic acknowledgment)?$'),
+@given(parsers.re(r'worker "(?P<name>[^"]+)"(?: with a (?P<heartbeat>\d+) second heartbeat)? is '
+                  r'(?P<what>working on a long task|busy with a task that outlasts the scenario)'
+                  r'(?P<auto>, with automatic acknowledgment)?$'),
        target_fixture="long_task")
-def _(workers, send, name, what, auto):
+def _(workers, send, name, heartbeat, what, auto):
     task = LONG_TASK if what.startswith("working") else ENDLESS_TASK
-    worker = workers.start(name, *(["--auto-ack"] if auto else []))
+    options = (["--auto-ack"] if auto else []) + (["--heartbeat", heartbeat] if heartbeat else [])
+    worker = workers.start(name, *options)
     worker.wait_consuming(DEADLINE)
     send([task])
     worker.wait_received(task, DEADLINE)
@@ -55,6 +73,85 @@ def _(workers, send, name, what, auto):
 @when(parsers.parse('"{name}" is killed'))
 def _(workers, name):
     workers[name].kill()
+
+
+@when(parsers.parse('"{name}" is frozen'))
+def _(workers, name):
+    workers[name].signal(signal.SIGSTOP)
+
+
+@when(parsers.parse('"{name}" is asked to stop'))
+def _(workers, name):
+    workers[name].signal(signal.SIGTERM)
+
+
+@when(parsers.parse('"{name}" is interrupted twice'))
+def _(workers, name):
+    worker = workers[name]
+    worker.signal(signal.SIGINT)
+    worker.wait_for_line("[*] Stopping", DEADLINE)
+    worker.signal(signal.SIGINT)
+
+
+@then(parsers.parse('"{name}" finishes the long task and exits with code 0, without a traceback'))
+def _(workers, name, long_task):
+    worker = workers[name]
+    assert worker.wait_exit(DEADLINE) == 0, worker.errors
+    assert worker.received() == [long_task] and worker.done_count() == 1, worker.lines
+    assert not any("Traceback" in line for line in worker.errors), worker.errors
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" exits with code (?P<code>\d+), without a traceback'))
+def _(workers, name, code):
+    worker = workers[name]
+    assert worker.wait_exit(DEADLINE) == int(code), worker.errors
+    assert worker.done_count() == 0, worker.lines
+    assert not any("Traceback" in line for line in worker.errors), worker.errors
+
+
+@then(parsers.parse('"{name}" exits with code {code:d} and one line saying "{says}"'))
+def _(workers, name, code, says, broker):
+    worker = workers[name]
+    assert worker.wait_exit(DEADLINE) == code, worker.errors
+    worker.wait_for(lambda _l: worker.errors, 5, "the error line")
+    assert len(worker.errors) == 1 and says in worker.errors[0], worker.errors
+    assert broker.password not in worker.errors[0]
+
+
+@then(parsers.parse('"{name}" is still running'))
+def _(workers, name):
+    assert workers[name].process.poll() is None, workers[name].errors
+
+
+@then(parsers.parse('"{name}" does the long task and the {count:d} tasks, each at least once'))
+def _(workers, name, count, long_task, sent_tasks):
+    worker = workers[name]
+    expected = [long_task] + list(sent_tasks)
+    worker.wait_for(lambda _l: all(t in worker.received() for t in expected)
+                    and worker.done_count() >= len(set(worker.received())), DEADLINE,
+                    f"{expected!r} done")
+    assert set(worker.received()) == set(expected), worker.received()
+
+
+@then(parsers.parse('"{name}" does the long task once, on the same connection'))
+def _(workers, name, long_task):
+    worker = workers[name]
+    worker.wait_done(1, DEADLINE)
+    assert worker.deliveries() == [(long_task, False)], worker.lines
+    assert sum("Waiting for messages" in line for line in worker.lines) == 1, worker.lines
+    assert worker.process.poll() is None
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" tries "(?P<poison>[^"]+)" (?P<times>\d+) times and does (?P<tasks>.+)$'))
+def _(workers, name, poison, times, tasks):
+    worker = workers[name]
+    good = quoted(tasks)
+    worker.wait_for(lambda _l: worker.received().count(poison) >= int(times)
+                    and worker.done_count() >= len(good), DEADLINE,
+                    f"{poison!r} tried {times} times and {good!r} done")
+    assert worker.received().count(poison) == int(times), worker.lines
+    assert sorted(t for t in worker.received() if t != poison) == sorted(good)
+    assert worker.process.poll() is None
 
 
 @then(parsers.parse('"{name}" does the long task, flagged as redelivered'))
@@ -74,8 +171,9 @@ def _(workers, name, task):
     assert worker.received() == [task]
 
 
-@then("a worker does all 5 tasks")
-def _(workers, sent_tasks):
+@then(parsers.re(r"a worker does all (?P<count>\d+) tasks"))
+def _(workers, sent_tasks, count):
+    assert len(sent_tasks) == int(count)
     worker = workers.start("survivor")
     worker.wait_done(len(sent_tasks), DEADLINE)
     assert sorted(worker.received()) == sorted(sent_tasks)

@@ -65,12 +65,12 @@ def translate(exc, params):
     if isinstance(exc, pika.exceptions.ProbableAuthenticationError) or isinstance(
         exc, pika.exceptions.AuthenticationError
     ):
-        return AccessRefused(f"access refused by the broker at {where}: wrong user name or password")
+        return AccessRefused(f"ACCESS_REFUSED by the broker at {where}: wrong user name or password")
     if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-        return AccessRefused(f"access refused by the broker at {where}: no access to the virtual host")
+        return AccessRefused(f"ACCESS_REFUSED by the broker at {where}: no access to the virtual host")
     if isinstance(exc, pika.exceptions.ConnectionClosedByBroker):
         if exc.reply_code == 403:
-            return AccessRefused(f"access refused by the broker at {where}: {exc.reply_text}")
+            return AccessRefused(f"ACCESS_REFUSED by the broker at {where}: {exc.reply_text}")
         return BrokerUnreachable(f"the broker at {where} closed the connection: {exc.reply_code} {exc.reply_text}")
     if isinstance(exc, pika.exceptions.ChannelClosedByBroker):
         return QueueRefused(f"the broker at {where} refused: {exc.reply_code} {exc.reply_text}", exc.reply_code)

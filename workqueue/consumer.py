@@ -35,6 +35,11 @@ _RECONNECTABLE = (
 )
 
 
+def _reason(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
 @dataclasses.dataclass
 class Delivery:
     """One task as the handler sees it."""
@@ -100,6 +105,7 @@ class Worker:
         delay = self.reconnect_delay
         try:
             while not self._stopping.is_set():
+                generation = self._generation
                 try:
                     self._consume()
                     delay = self.reconnect_delay
@@ -107,6 +113,9 @@ class Worker:
                     raise
                 except _RECONNECTABLE as exc:
                     error = exc if isinstance(exc, BrokerUnreachable) else translate(exc, self.params)
+                    if self._generation != generation:      # it was consuming: the connection dropped
+                        error = BrokerUnreachable(f"connection to the broker at {describe(self.params)} "
+                                                  f"lost: {_reason(exc)}")
                     if not self.reconnect or self._stopping.is_set():
                         raise (error or exc) from None
                     log.warning("%s; reconnecting in %.1f s", error or exc, delay)

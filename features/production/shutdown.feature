@@ -1,0 +1,26 @@
+@production
+Feature: Graceful shutdown
+  SIGTERM or Ctrl+C asks a worker to stop: it takes no new task, finishes and acknowledges the
+  one in hand, and exits 0. A second Ctrl+C aborts at once and the task goes back to the queue.
+
+  Rule: A worker asked to stop finishes its task first
+
+    Scenario: SIGTERM during a task
+      Given worker "alice" is working on a long task
+      When "alice" is asked to stop
+      Then "alice" finishes the long task and exits with code 0, without a traceback
+      And the queue "task_queue" holds no tasks
+
+  @contrast
+  Rule: A worker that is killed or aborted leaves its task to the queue
+
+    Scenario: SIGKILL during a task
+      Given worker "alice" is working on a long task
+      When "alice" is killed
+      Then the queue "task_queue" shows 1 ready, 0 unacknowledged and 0 consumers
+
+    Scenario: A second Ctrl+C aborts at once
+      Given worker "alice" is working on a long task
+      When "alice" is interrupted twice
+      Then "alice" exits with code 130, without a traceback
+      And the queue "task_queue" shows 1 ready, 0 unacknowledged and 0 consumers

@@ -178,9 +178,11 @@ class Worker:
 
     def _on_message(self, generation, channel, method, properties, body):
         headers = dict(properties.headers or {})
-        count = headers.get("x-delivery-count", headers.get(ATTEMPTS_HEADER, 0))
+        # Earlier deliveries: quorum queues count them (x-delivery-count on 3.x; on 4.x a
+        # requeue by nack shows only in x-acquired-count); classic queues carry ours.
+        count = max(int(headers.get(h) or 0) for h in ("x-delivery-count", "x-acquired-count", ATTEMPTS_HEADER))
         delivery = Delivery(body=body, redelivered=method.redelivered,
-                            delivery_count=int(count or 0), message_id=properties.message_id,
+                            delivery_count=count, message_id=properties.message_id,
                             headers=headers)
         self._outstanding += 1
         self._tasks.put((generation, channel, method.delivery_tag, properties, delivery))

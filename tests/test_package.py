@@ -1,0 +1,158 @@
+"""The workqueue package against the session's real broker: CLI shape, interop, edge cases."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pika
+import pytest
+
+from workqueue import Producer, QueueSpec, TaskNotConfirmed
+from workqueue.testing import wait_until
+from workqueue.testing.processes import WorkerProcess
+
+DEADLINE = 60
+
+
+def cli(module, *args, url, stdin=None):
+    return subprocess.run([sys.executable, "-m", f"workqueue.{module}", *args],
+                          env={**os.environ, "WORKQUEUE_URL": url}, capture_output=True, text=True,
+                          input=stdin, timeout=DEADLINE)
+
+
+@pytest.fixture
+def worker(amqp_url):
+    started = []
+
+    def start(*options):
+        w = WorkerProcess("w", amqp_url, "--seconds-per-dot", "0", *options)
+        started.append(w)
+        w.wait_consuming(DEADLINE)
+        return w
+    yield start
+    for w in started:
+        w.close()
+
+
+@pytest.mark.parametrize("module", ["new_task", "worker", "status"])
+def test_help_documents_every_option_and_the_exit_codes(module):
+    run = subprocess.run([sys.executable, "-m", f"workqueue.{module}", "--help"],
+                         capture_output=True, text=True, timeout=DEADLINE)
+    assert run.returncode == 0
+    for line in ("exit codes:", "--url", "WORKQUEUE_URL", "130  interrupted"):
+        assert line in run.stdout
+    if module != "status":
+        for option in ("--queue", "--transient", "--queue-type", "--heartbeat"):
+            assert option in run.stdout
+
+
+def test_new_task_prints_the_tutorials_line_and_defaults_to_hello_world(amqp_url, worker):
+    assert cli("new_task", "First", "message.", url=amqp_url).stdout == " [x] Sent 'First message.'\n"
+    assert cli("new_task", url=amqp_url).stdout == " [x] Sent 'Hello World!'\n"
+    w = worker()
+    w.wait_done(2, DEADLINE)
+    assert w.received() == ["First message.", "Hello World!"]
+    assert w.lines[0] == " [*] Waiting for messages. To exit press CTRL+C"
+
+
+def test_a_tutorial_publisher_feeds_the_workqueue_worker(broker, vhost, amqp_url, worker):
+    w = worker()
+    connection = pika.BlockingConnection(broker.params(vhost))      # the tutorial's new_task.py
+    channel = connection.channel()
+    channel.queue_declare(queue="task_queue", durable=True)
+    channel.basic_publish(exchange="", routing_key="task_queue", body="Third message.",
+                          properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+    connection.close()
+    w.wait_done(1, DEADLINE)
+    assert w.received() == ["Third message."]
+
+
+TUTORIAL_WORKER = textwrap.dedent("""
+    import os, sys, time, pika
+    connection = pika.BlockingConnection(pika.URLParameters(os.environ["WORKQUEUE_URL"]))
+    channel = connection.channel()
+    channel.queue_declare(queue="task_queue", durable=True)
+    print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
+    def callback(ch, method, properties, body):
+        print(f" [x] Received {body.decode()}", flush=True)
+        time.sleep(body.count(b".") * 0)
+        print(" [x] Done", flush=True)
+        ch.basic_ack(delivery_tag=method.delivery_tag)
+        ch.stop_consuming()
+    channel.basic_qos(prefetch_count=1)
+    channel.basic_consume(queue="task_queue", on_message_callback=callback)
+    channel.start_consuming()
+""")
+
+
+def test_workqueue_new_task_feeds_a_tutorial_worker(amqp_url):
+    tutorial = subprocess.Popen([sys.executable, "-c", TUTORIAL_WORKER], stdout=subprocess.PIPE,
+                                text=True, env={**os.environ, "WORKQUEUE_URL": amqp_url})
+    try:
+        assert tutorial.stdout.readline().startswith(" [*] Waiting")
+        assert cli("new_task", "Fourth", "message....", url=amqp_url).returncode == 0
+        out, _ = tutorial.communicate(timeout=DEADLINE)
+    finally:
+        if tutorial.poll() is None:
+            tutorial.kill()
+    assert out.splitlines() == [" [x] Received Fourth message....", " [x] Done"]
+
+
+def test_an_undecodable_body_is_shown_with_repr_and_the_worker_goes_on(broker, vhost, worker):
+    w = worker()
+    with Producer(broker.params(vhost)) as producer:
+        producer.publish_many([b"\xff\xfe binary", "after"])
+    w.wait_done(2, DEADLINE)
+    assert w.received() == [b"\xff\xfe binary", "after"]
+    assert not w.errors
+
+
+def test_unroutable_and_refused_tasks_are_errors_naming_the_task(broker, vhost):
+    with pytest.raises(TaskNotConfirmed, match="'lost task' is unroutable"):
+        with Producer(broker.params(vhost), QueueSpec("nowhere"), declare=False) as producer:
+            producer.publish("lost task")
+
+
+def test_publish_many_pipelines_confirms_for_many_tasks(broker, vhost):
+    with Producer(broker.params(vhost), window=100) as producer:
+        assert producer.publish_many(f"task {n}" for n in range(5000)) == 5000
+    wait_until(lambda: broker.management.queues(vhost)[0]["messages_ready"] == 5000, DEADLINE,
+               "5000 tasks ready")
+
+
+def test_status_with_a_wrong_password_says_so_in_one_line(broker, vhost):
+    url = broker.url(vhost).replace(f":{broker.password}@", ":not-the-password@")
+    run = cli("status", "--management-url", broker.management_url, url=url)
+    assert run.returncode == 4
+    assert len(run.stderr.splitlines()) == 1 and "not-the-password" not in run.stderr
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000"}       # 127.0.0.1, ::1 in /proc/net
+
+
+def listening_addresses(ports):
+    """{(hex address, port)} of the sockets listening on ``ports`` (from /proc/net/tcp*)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                address, port = fields[1].split(":")
+                if fields[3] == "0A" and int(port, 16) in ports:
+                    found.add((address, int(port, 16)))
+    return found
+
+
+def test_throwaway_brokers_listen_on_loopback_only(broker):
+    if broker.kind == "node":
+        ports = {broker.port, broker.management_port, broker.dist_port, broker.epmd_port}
+        found = listening_addresses(ports)
+        assert {port for _, port in found} == ports, found
+        assert {address for address, _ in found} <= LOOPBACK, found
+    elif broker.kind == "container":
+        ports = broker._wrapped.attrs["HostConfig"]["PortBindings"]
+        assert {b["HostIp"] for binding in ports.values() for b in binding} == {"127.0.0.1"}, ports
+    else:
+        pytest.skip("--broker=url: the broker is the user's own")
+    assert broker.username != "guest" and len(broker.password) >= 20

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pika
-import pika.exceptions
 import pytest
 from pytest_bdd import given, parsers, then, when
 
@@ -62,20 +61,6 @@ def wait_counts(broker, vhost, name, expected):
     wait_until(lambda: queue_counts(broker, vhost, name) == expected, DEADLINE,
                f"queue {name!r} to show (ready, unacked, consumers) = {expected}, "
                f"last seen {queue_counts(broker, vhost, name)}")
-
-
-def queue_exists(broker, vhost, name):
-    conn = pika.BlockingConnection(broker.params(vhost))
-    try:
-        conn.channel().queue_declare(name, passive=True)
-        return True
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:
-            return False
-        raise
-    finally:
-        if conn.is_open:
-            conn.close()
 
 
 @given(parsers.re(r'a (?P<durability>non-durable|durable) queue "(?P<name>[^"]+)" holding the task '
@@ -154,7 +139,7 @@ def _(broker, vhost, name):
 
 @then(parsers.parse('the queue "{name}" no longer exists'))
 def _(broker, vhost, name):
-    assert not queue_exists(broker, vhost, name)
+    assert broker.message_count(name, vhost) is None
 
 
 @then(parsers.re(r'the queue "(?P<name>[^"]+)" shows (?P<ready>\d+) ready, (?P<unacked>\d+) '

@@ -7,7 +7,6 @@ from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
 from steps.queues import queue_options
-from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
 
 POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
@@ -49,10 +48,9 @@ def _(workers, name):
 
 @given(parsers.re(r'worker "(?P<name>[^"]+)" (?:is waiting for tasks|joins them)$'))
 def _(workers, name):
-    options = workers.workers and next(iter(workers)).process.args[4:]   # same settings as the others
-    prefetch = []
-    if options and "--prefetch" in options:
-        prefetch = ["--prefetch", options[options.index("--prefetch") + 1]]
+    """A worker with the same prefetch as the scenario's first worker (if any)."""
+    options = next(iter(workers)).options if workers.workers else []
+    prefetch = options[options.index("--prefetch"):][:2] if "--prefetch" in options else []
     start_waiting(workers, [name], *prefetch)
 
 

@@ -4,26 +4,12 @@ import os
 import subprocess
 import sys
 
-import pika
 import pytest
 
 from workqueue import Producer, QueueSpec
 from workqueue.testing import BrokerError, make_broker
 
 pytestmark = [pytest.mark.harness, pytest.mark.broker_control]
-
-
-def _count(broker, queue):
-    conn = pika.BlockingConnection(broker.params())
-    try:
-        return conn.channel().queue_declare(queue, passive=True).method.message_count
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:
-            return None
-        raise
-    finally:
-        if conn.is_open:
-            conn.close()
 
 
 def test_a_broker_keeps_its_url_and_durable_data_across_restart_and_crash(request):
@@ -39,12 +25,12 @@ def test_a_broker_keeps_its_url_and_durable_data_across_restart_and_crash(reques
 
         broker.restart()
         assert broker.url() == url
-        assert _count(broker, "durable") == 50
-        assert _count(broker, "transient") is None
+        assert broker.message_count("durable") == 50
+        assert broker.message_count("transient") is None
 
         broker.crash_and_recover()
         assert broker.url() == url
-        assert _count(broker, "durable") == 50
+        assert broker.message_count("durable") == 50
         leftovers = _identity(broker)
     _assert_gone(leftovers)
 

@@ -7,6 +7,7 @@ import time
 import urllib.parse
 
 import pika
+import pika.exceptions
 
 from workqueue.connection import redact
 from workqueue.errors import WorkqueueError
@@ -214,6 +215,20 @@ class Broker:
             if len(parts) == 4 and parts[1].isdigit():
                 rows[parts[0]] = tuple(int(p) for p in parts[1:])
         return rows
+
+    def message_count(self, queue, vhost="/"):
+        """Ready messages in ``queue`` (AMQP passive declare: exact, no statistics lag), or None
+        when there is no such queue."""
+        conn = pika.BlockingConnection(self.params(vhost))
+        try:
+            return conn.channel().queue_declare(queue, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            raise
+        finally:
+            if conn.is_open:
+                conn.close()
 
     def logs(self, tail=200):
         return ""

@@ -15,7 +15,7 @@ from pathlib import Path
 from mirakuru.exceptions import ProcessExitedWithError
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
-from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, wait_until
+from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port
 
 SERVER = os.environ.get("WORKQUEUE_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = os.environ.get("WORKQUEUE_RABBITMQCTL", "/usr/lib/rabbitmq/bin/rabbitmqctl")

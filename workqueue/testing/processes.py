@@ -19,6 +19,7 @@ RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redeliver
 class WorkerProcess:
     def __init__(self, name, url, *options, env=None, cwd=None, on_line=None):
         self.name = name
+        self.options = list(options)
         self.on_line = on_line   # called with each stdout line as it arrives (the demo prints them)
         self.lines = []          # stdout, without the name prefix
         self.errors = []         # stderr

@@ -1,5 +1,6 @@
 # make demo    a throwaway broker, two workers, round robin then fair dispatch
 # make test    the specification (pytest-bdd) and the package's tests against a real broker
+# make bench   publish/drain throughput, workqueue against raw pika (prints a table)
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
 #   PYTEST_ARGS=...                  extra pytest arguments
@@ -10,7 +11,7 @@ BROKER ?= auto
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv rabbitmq clean
+.PHONY: demo test bench venv rabbitmq clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ demo: venv rabbitmq
 
 test: venv rabbitmq
 	$(BIN)/pytest --broker=$(BROKER) $(PYTEST_ARGS)
+
+bench: venv rabbitmq
+	$(BIN)/python -m workqueue.bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports *.egg-info

@@ -55,11 +55,15 @@ def _(workers, name):
 
 
 @given(parsers.re(r'worker "(?P<name>[^"]+)"(?: with a (?P<heartbeat>\d+) second heartbeat)? is '
-                  r'(?P<what>working on a long task|busy with a task that outlasts the scenario)'
+                  r'(?P<what>working on a long task|working on a task of (?P<seconds>\d+) seconds|'
+                  r'busy with a task that outlasts the scenario)'
                   r'(?P<auto>, with automatic acknowledgment)?$'),
        target_fixture="long_task")
-def _(workers, send, name, heartbeat, what, auto):
-    task = LONG_TASK if what.startswith("working") else ENDLESS_TASK
+def _(workers, send, name, heartbeat, what, seconds, auto):
+    if seconds:
+        task = f"task of {seconds} seconds" + "." * round(int(seconds) / SECONDS_PER_DOT)
+    else:
+        task = LONG_TASK if what.startswith("working") else ENDLESS_TASK
     options = (["--auto-ack"] if auto else []) + (["--heartbeat", heartbeat] if heartbeat else [])
     worker = workers.start(name, *options)
     worker.wait_consuming(DEADLINE)
@@ -131,7 +135,7 @@ def _(workers, name, count, long_task, sent_tasks):
     assert set(worker.received()) == set(expected), worker.received()
 
 
-@then(parsers.parse('"{name}" does the long task once, on the same connection'))
+@then(parsers.parse('"{name}" does that task once, on the same connection'))
 def _(workers, name, long_task):
     worker = workers[name]
     worker.wait_done(1, DEADLINE)

@@ -28,7 +28,8 @@ def pytest_addoption(parser):
                          "Docker engine answers, else a local rabbitmq-server node)")
     group.addoption("--broker-url", default=os.environ.get("WORKQUEUE_BROKER_URL"),
                     help="AMQP URL of a running broker, for --broker=url (its user needs the "
-                         "administrator tag; env WORKQUEUE_BROKER_URL)")
+                         "administrator tag; env WORKQUEUE_BROKER_URL; its management API at "
+                         "http://<host>:15672 unless WORKQUEUE_MANAGEMENT_URL says otherwise)")
 
 
 def pytest_configure(config):

@@ -60,7 +60,8 @@ def make_broker(kind=None, url=None, **kwargs):
         from workqueue.testing.container import ContainerBroker
         return ContainerBroker(**kwargs)
     from workqueue.testing.url import UrlBroker
-    return UrlBroker(url or os.environ["WORKQUEUE_BROKER_URL"])
+    return UrlBroker(url or os.environ["WORKQUEUE_BROKER_URL"],
+                     management_url=os.environ.get("WORKQUEUE_MANAGEMENT_URL"))
 
 
 __all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "NoBroker",

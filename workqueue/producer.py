@@ -57,7 +57,9 @@ class Producer:
         self._id = uuid.uuid4().hex[:12]
         self._seq = 0                      # last delivery tag used on the current channel
         self._returned = {}                # delivery tag -> reply text, from basic.return
-        self._properties = None
+        self._batch = None
+        self._delivery_mode = (pika.DeliveryMode.Persistent if persistent
+                               else pika.DeliveryMode.Transient)
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self):
@@ -148,7 +150,7 @@ class Producer:
 
     def _on_connection_closed(self, _connection, reason):
         self._ready = False
-        batch = getattr(self, "_batch", None)
+        batch = self._batch
         if batch is not None and not batch.done:
             batch.fail(TaskNotConfirmed(
                 f"connection to {describe(self.params)} lost before {batch.unconfirmed} task(s) "
@@ -162,25 +164,19 @@ class Producer:
         channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
 
     def _on_confirm_mode(self, _frame):
-        if not self.declare:
+        self._declare(list(self.queue.declarations()) if self.declare else [])
+
+    def _declare(self, pending):
+        """Declare each (name, durable, arguments) in turn, then the producer is ready."""
+        if not pending:
             self._on_declared(None)
             return
-        if self.queue.dead_letter:
-            self._channel.queue_declare(
-                self.queue.dead_letter, durable=self.queue.durable,
-                arguments=self.queue._dead_letter_arguments(),
-                callback=lambda _f: self._declare_main())
-        else:
-            self._declare_main()
-
-    def _declare_main(self):
-        self._channel.queue_declare(self.queue.name, durable=self.queue.durable,
-                                    arguments=self.queue.arguments, callback=self._on_declared)
+        name, durable, arguments = pending[0]
+        self._channel.queue_declare(name, durable=durable, arguments=arguments,
+                                    callback=lambda _frame: self._declare(pending[1:]))
 
     def _on_declared(self, _frame):
         self._ready = True
-        self._properties = pika.BasicProperties(
-            delivery_mode=pika.DeliveryMode.Persistent if self.persistent else pika.DeliveryMode.Transient)
         self._stop()
 
     def _on_channel_closed(self, _channel, reason):
@@ -192,7 +188,7 @@ class Producer:
                 reason.reply_code)
         else:
             error = WorkqueueError(f"channel closed: {reason}")
-        batch = getattr(self, "_batch", None)
+        batch = self._batch
         if batch is not None and not batch.done:
             batch.fail(TaskNotConfirmed(
                 f"task {preview(batch.first_unconfirmed())} not confirmed: channel closed: {reason}"))
@@ -238,9 +234,8 @@ class Producer:
                     break
                 self._seq += 1
                 batch.sent(self._seq, body)
-                properties = pika.BasicProperties(
-                    delivery_mode=self._properties.delivery_mode,
-                    message_id=f"{self._id}.{self._seq}")
+                properties = pika.BasicProperties(delivery_mode=self._delivery_mode,
+                                                  message_id=f"{self._id}.{self._seq}")
                 channel.basic_publish("", self.queue.name, body, properties, mandatory=True)
         # After a failure nothing more is published; outstanding confirms are still awaited.
         if batch.done or (batch.error is not None and batch.unconfirmed == 0):

@@ -39,12 +39,14 @@ class QueueSpec:
             args["x-dead-letter-routing-key"] = self.dead_letter
         return args
 
+    def declarations(self):
+        """(name, durable, arguments) to declare, in order: the dead-letter queue first."""
+        if self.dead_letter:
+            dead_args = {"x-queue-type": self.queue_type} if self.queue_type != "classic" else {}
+            yield self.dead_letter, self.durable, dead_args
+        yield self.name, self.durable, self.arguments
+
     def declare(self, channel):
         """Declare the dead-letter queue (if any) and this queue on a BlockingChannel."""
-        if self.dead_letter:
-            channel.queue_declare(queue=self.dead_letter, durable=self.durable,
-                                  arguments=self._dead_letter_arguments())
-        channel.queue_declare(queue=self.name, durable=self.durable, arguments=self.arguments)
-
-    def _dead_letter_arguments(self):
-        return {"x-queue-type": self.queue_type} if self.queue_type != "classic" else {}
+        for name, durable, arguments in self.declarations():
+            channel.queue_declare(queue=name, durable=durable, arguments=arguments)

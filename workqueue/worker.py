@@ -16,31 +16,30 @@ from workqueue import cli
 from workqueue.consumer import Worker
 
 
-def tutorial_handler(say, seconds_per_dot, max_seconds):
-    """The tutorial's task: one second of work per dot in the body."""
+def announced(say, work):
+    """A handler printing the tutorial's lines around ``work(delivery)``."""
     def handle(delivery):
         suffix = " (redelivered)" if delivery.redelivered else ""
         say(f" [x] Received {delivery.display()}{suffix}")
-        text = delivery.text or ""
-        seconds = text.count(".") * seconds_per_dot
+        work(delivery)
+        say(" [x] Done")
+    return handle
+
+
+def tutorial_work(seconds_per_dot, max_seconds):
+    """The tutorial's task: one second of work per dot in the body."""
+    def work(delivery):
+        seconds = (delivery.text or "").count(".") * seconds_per_dot
         if max_seconds is not None:
             seconds = min(seconds, max_seconds)
         time.sleep(seconds)                 # the simulated work itself
-        say(" [x] Done")
-    return handle
+    return work
 
 
-def load_handler(spec, say):
+def load_work(spec):
     """``module:function``; the function takes the Delivery and may raise to fail the task."""
     module_name, _, func_name = spec.partition(":")
-    func = getattr(importlib.import_module(module_name), func_name or "handle")
-
-    def handle(delivery):
-        suffix = " (redelivered)" if delivery.redelivered else ""
-        say(f" [x] Received {delivery.display()}{suffix}")
-        func(delivery)
-        say(" [x] Done")
-    return handle
+    return getattr(importlib.import_module(module_name), func_name or "handle")
 
 
 def main(argv=None):
@@ -66,8 +65,8 @@ def main(argv=None):
     def say(line):
         print(prefix + line, flush=True)
 
-    handler = (load_handler(args.handler, say) if args.handler
-               else tutorial_handler(say, args.seconds_per_dot, args.max_seconds))
+    work = load_work(args.handler) if args.handler else tutorial_work(args.seconds_per_dot, args.max_seconds)
+    handler = announced(say, work)
     with cli.reporting(p.prog):
         worker = Worker(cli.params_from(args), cli.queue_from(args), handler,
                         prefetch=args.prefetch, auto_ack=args.auto_ack,

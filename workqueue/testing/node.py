@@ -37,7 +37,7 @@ class _Executor(RabbitMqExecutor):
 
     def __init__(self, extra_env, console_log, **kwargs):
         super().__init__(**kwargs)
-        self._envvars.update(extra_env)
+        self._envvars.update(extra_env)     # ours win over RabbitMqExecutor's plugin file and log base
         # The console (boot banner, config errors) goes to a file: a pipe nobody reads would
         # eventually block the broker.
         self._stdout = console_log
@@ -90,8 +90,6 @@ class NodeBroker(Broker):
             self.env, self._console, command=SERVER, host="127.0.0.1", port=self.port,
             distribution_port=self.dist_port, rabbit_ctl=CTL, logpath=self.base / "log",
             path=self.base, plugin_path=self.base, node_name=self.node_name)
-        # RabbitMqExecutor names its own plugin file and log base; ours win.
-        self._executor._envvars.update(self.env)
         self._executor._timeout = self.startup_timeout
 
     def _write_config(self):

@@ -37,7 +37,7 @@ def test_a_broker_keeps_its_url_and_durable_data_across_restart_and_crash(reques
 
 def _identity(broker):
     if broker.kind == "node":
-        return {"pids": [broker.pid, broker._epmd.pid], "dir": broker.base}
+        return {"pids": [broker.pid, broker.epmd.pid], "dir": broker.base}
     return {"container": broker.container_id}
 
 

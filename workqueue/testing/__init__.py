@@ -6,7 +6,8 @@ One interface (workqueue.testing.base.Broker), three backends:
 - ``container``: testcontainers' RabbitMqContainer (ContainerBroker);
 - ``url``: a broker the user already runs (UrlBroker; no stop/kill/restart).
 
-``make_broker()`` is the only place that chooses between them.
+``make_broker()`` and ``make_cluster()`` (three nodes of the node or container backend joined
+into one RabbitMQ cluster) are the only places that choose between them.
 """
 
 import os
@@ -64,5 +65,18 @@ def make_broker(kind=None, url=None, **kwargs):
                      management_url=os.environ.get("WORKQUEUE_MANAGEMENT_URL"))
 
 
+def make_cluster(kind=None, size=3, **kwargs):
+    """A Cluster of ``size`` nodes of the chosen backend (not yet started)."""
+    kind = choose_backend(kind)
+    if kind == "node":
+        from workqueue.testing.cluster import NodeCluster
+        return NodeCluster(size, **kwargs)
+    if kind == "container":
+        from workqueue.testing.cluster import ContainerCluster
+        return ContainerCluster(size, **kwargs)
+    raise BrokerControlUnavailable("a cluster needs --broker=node or --broker=container: the url "
+                                   "backend cannot start brokers")
+
+
 __all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "NoBroker",
-           "choose_backend", "free_port", "make_broker", "wait_until"]
+           "choose_backend", "free_port", "make_broker", "make_cluster", "wait_until"]

@@ -52,14 +52,23 @@ def require_docker():
 
 
 class ContainerBroker(Broker):
+    """One RabbitMQ container.
+
+    ``network``, ``hostname`` and ``cookie`` are given by a ContainerCluster: its containers
+    share a user-defined Docker network, on which each node is ``rabbit@<hostname>``, and an
+    Erlang cookie. Each still publishes its own ports on 127.0.0.1 only.
+    """
+
     kind = "container"
 
-    def __init__(self, *, image=None, **kwargs):
+    def __init__(self, *, image=None, network=None, hostname=None, cookie=None, **kwargs):
         require_docker()
         super().__init__(**kwargs)
         from testcontainers.community.rabbitmq import RabbitMqContainer
 
         self.image = image or image_from_env()
+        self.cookie = cookie
+        self.node_name = f"rabbit@{hostname}" if hostname else None
         conf = COMMON_CONF + (self.extra_conf or "")
         container = RabbitMqContainer(self.image, username=self.username, password=self.password)
         # Publish on fixed loopback ports: the address then survives stop/kill/start.
@@ -67,6 +76,12 @@ class ContainerBroker(Broker):
         container.ports["15672"] = ("127.0.0.1", self.management_port)
         container.with_env("RABBITMQ_EXTRA_CONF", conf)                    # workqueue images
         container.with_copy_into_container(conf.encode(), "/etc/rabbitmq/conf.d/90-workqueue.conf")
+        if network is not None:
+            container.with_network(network).with_network_aliases(hostname)
+            container.with_kwargs(hostname=hostname)
+            container.with_env("RABBITMQ_NODENAME", self.node_name)
+        if cookie:
+            container.with_env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", f"-setcookie {cookie}")
         self._container = container
         self._created = False
 
@@ -117,7 +132,8 @@ class ContainerBroker(Broker):
             self._container.get_docker_client().client.close()
 
     def ctl(self, *args):
-        result = self._wrapped.exec_run(["rabbitmqctl", *args], demux=True)
+        cookie = ["--erlang-cookie", self.cookie] if self.cookie else []
+        result = self._wrapped.exec_run(["rabbitmqctl", *cookie, *args], demux=True)
         stdout, stderr = result.output
         if result.exit_code != 0:
             last = (stderr or stdout or b"").decode(errors="replace").strip().splitlines()[-1:]

@@ -51,20 +51,60 @@ class _Executor(RabbitMqExecutor):
         return super().check_subprocess()
 
 
+class Epmd:
+    """A private Erlang port mapper on its own loopback port (one per node, or one per cluster:
+    clustered nodes find each other through the same epmd)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.process = None
+
+    def ensure(self):
+        if self.process is not None and self.process.poll() is None:
+            return
+        epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
+        if epmd is None:
+            raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
+        self.process = subprocess.Popen(
+            [epmd, "-port", str(self.port), "-address", "127.0.0.1"],
+            env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process is not None else None
+
+    def close(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
 class NodeBroker(Broker):
+    """One private rabbitmq-server node.
+
+    ``epmd`` and ``cookie`` are given by a NodeCluster so that its nodes can find and trust
+    each other; a lone node has its own epmd and lets RabbitMQ make a cookie.
+    """
+
     kind = "node"
 
-    def __init__(self, *, base_dir=None, node_name=None, **kwargs):
+    def __init__(self, *, base_dir=None, node_name=None, epmd=None, cookie=None, **kwargs):
         require_node()
         super().__init__(**kwargs)
         self._own_dir = base_dir is None
         self.base = Path(base_dir or tempfile.mkdtemp(prefix="workqueue-node-"))
         self.dist_port = free_port()
-        self.epmd_port = free_port()
+        self._own_epmd = epmd is None
+        self.epmd = epmd or Epmd()
+        self.epmd_port = self.epmd.port
         self.node_name = node_name or f"wq{self.port}@localhost"
-        self._epmd = None
         for sub in ("home", "log", "mnesia"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
+        if cookie:
+            cookie_file = self.base / "home" / ".erlang.cookie"
+            cookie_file.write_text(cookie)
+            os.chmod(cookie_file, 0o400)
         self.log_file = self.base / "log" / f"{self.node_name}.log"
         self._write_config()
         self.env = {
@@ -107,19 +147,8 @@ class NodeBroker(Broker):
         (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
 
     # -- hooks ----------------------------------------------------------------------------
-    def _ensure_epmd(self):
-        if self._epmd is not None and self._epmd.poll() is None:
-            return
-        epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
-        if epmd is None:
-            raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
-        self._epmd = subprocess.Popen(
-            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
-            env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
     def _start(self):
-        self._ensure_epmd()
+        self.epmd.ensure()
         try:
             self._executor.start()
         except Exception as exc:
@@ -146,9 +175,8 @@ class NodeBroker(Broker):
             if self._executor.running():
                 self._executor.kill(wait=True, sig=signal.SIGKILL)
         finally:
-            if self._epmd is not None and self._epmd.poll() is None:
-                self._epmd.kill()
-                self._epmd.wait(timeout=10)
+            if self._own_epmd:
+                self.epmd.close()
             self._console.close()
             if self._own_dir:
                 shutil.rmtree(self.base, ignore_errors=True)

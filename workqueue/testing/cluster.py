@@ -1,0 +1,241 @@
+"""A RabbitMQ cluster of throwaway brokers: three nodes of one backend, joined with join_cluster.
+
+- node backend: three private rabbitmq-server nodes sharing one private epmd and one Erlang
+  cookie, each with its own 127.0.0.1 ports and data;
+- container backend: three containers on a user-defined Docker network (each node is
+  ``rabbit@<hostname>`` there), sharing an Erlang cookie, each publishing its own ports on
+  127.0.0.1.
+
+Every member is a full Broker (url, params, kill, start, ctl, logs), so a scenario can crash
+one node and start it again; ``wait_formed()`` waits until every node runs in the cluster.
+"""
+
+import concurrent.futures
+import logging
+import secrets
+import shutil
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+from workqueue.testing.base import BrokerError, free_port, wait_until
+
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    """``size`` brokers joined into one cluster; usable as a context manager."""
+
+    kind = "abstract"
+
+    def __init__(self, members, startup_timeout=180.0):
+        self.members = members
+        self.startup_timeout = startup_timeout
+        self.username = members[0].username
+        self.password = members[0].password
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self):
+        """Boot every node (in parallel), join the others to the first, wait for all running."""
+        with concurrent.futures.ThreadPoolExecutor(len(self.members)) as pool:
+            for future in [pool.submit(m.start) for m in self.members]:
+                future.result()
+        first = self.members[0]
+        for member in self.members[1:]:
+            member.ctl("stop_app")
+            member.ctl("join_cluster", first.node_name)
+            member.ctl("start_app")
+            member.wait_ready()
+        self.wait_formed()
+        return self
+
+    def close(self):
+        with concurrent.futures.ThreadPoolExecutor(len(self.members)) as pool:
+            list(pool.map(_close_quietly, self.members))
+        self._close_shared()
+
+    def _close_shared(self):
+        pass
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- nodes --------------------------------------------------------------------------------
+    @property
+    def nodes(self):
+        return [m.node_name for m in self.members]
+
+    def member(self, node_name):
+        return next(m for m in self.members if m.node_name == node_name)
+
+    def live_members(self):
+        return [m for m in self.members if m.is_ready()]
+
+    @property
+    def management(self):
+        """The management API of a node that answers."""
+        for member in self.members:
+            try:
+                member.management.overview()
+                return member.management
+            except Exception:
+                continue
+        raise BrokerError("no node of the cluster answers its management API")
+
+    def running_nodes(self):
+        """Names of the nodes the cluster itself reports as running."""
+        return sorted(n["name"] for n in self.management.request("GET", "/api/nodes?columns=name,running")
+                      if n.get("running"))
+
+    def wait_formed(self, timeout=None):
+        """Wait until every node is running in the cluster (after start or a node's return)."""
+        wait_until(lambda: self._formed(), timeout or self.startup_timeout,
+                   f"all of {self.nodes} to run in one cluster")
+
+    def _formed(self):
+        try:
+            return self.running_nodes() == sorted(self.nodes)
+        except Exception:
+            return False
+
+    def kill(self, member):
+        """A real crash of one node (SIGKILL / docker kill); its data stays."""
+        member.kill()
+
+    def recover(self, member):
+        """Start a crashed node again on its data and wait until it is back in the cluster."""
+        member.start()
+        self.wait_formed()
+
+    def ensure_healthy(self):
+        """Start any node a scenario left down, and wait for the whole cluster."""
+        for member in self.members:
+            if not member.is_ready():
+                log.warning("cluster node %s down after a scenario; starting it again", member.node_name)
+                member.ensure_healthy()
+        self.wait_formed()
+
+    # -- queues -------------------------------------------------------------------------------
+    def queue_info(self, vhost, queue):
+        path = f"/api/queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}"
+        return self.management.request("GET", path)
+
+    def leader(self, vhost, queue):
+        """The node leading a quorum queue (or hosting a classic one)."""
+        info = self.queue_info(vhost, queue)
+        return info.get("leader") or info.get("node")
+
+    def wait_replicated(self, vhost, queue, timeout=60):
+        """Wait until a quorum queue has a leader and every node online as a member."""
+        def replicated():
+            try:
+                info = self.queue_info(vhost, queue)
+            except Exception:
+                return False
+            online = sorted(info.get("online") or [])
+            return (info.get("leader") or info.get("node")) and online == sorted(self.nodes)
+        wait_until(replicated, timeout, f"quorum queue {queue!r} to have all of {self.nodes} online")
+
+    # -- addresses, as a Broker ---------------------------------------------------------------
+    def urls(self, vhost="/"):
+        return [m.url(vhost) for m in self.members]
+
+    def url(self, vhost="/"):
+        return self.members[0].url(vhost)
+
+    def params(self, vhost="/", **kwargs):
+        """One pika.ConnectionParameters per node, first node first."""
+        return [m.params(vhost, **kwargs) for m in self.members]
+
+    def new_vhost(self, prefix="scenario"):
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.management.create_vhost(name)
+        return name
+
+    def delete_vhost(self, name):
+        self.management.delete_vhost(name)
+
+    @property
+    def version(self):
+        return self.members[0].version
+
+    def logs(self, tail=60):
+        return "\n".join(f"--- {m.node_name}\n{m.logs(tail=tail)}" for m in self.members)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.nodes}>"
+
+
+def _close_quietly(member):
+    try:
+        member.close()
+    except Exception as exc:  # pragma: no cover - best effort
+        log.warning("closing %s: %s", member, exc)
+
+
+class NodeCluster(Cluster):
+    """Three local rabbitmq-server nodes: one private epmd, one cookie, one temp directory."""
+
+    kind = "node"
+
+    def __init__(self, size=3, **kwargs):
+        from workqueue.testing.node import Epmd, NodeBroker
+
+        self.base = Path(tempfile.mkdtemp(prefix="workqueue-cluster-"))
+        self.epmd = Epmd()
+        cookie = secrets.token_hex(16).upper()
+        username = kwargs.pop("username", None) or f"wq-{secrets.token_hex(3)}"
+        password = kwargs.pop("password", None) or secrets.token_urlsafe(18)
+        members = []
+        try:
+            for i in range(1, size + 1):
+                port = free_port()
+                members.append(NodeBroker(base_dir=self.base / f"node{i}", node_name=f"wq{i}x{port}@localhost",
+                                          port=port, epmd=self.epmd, cookie=cookie, username=username,
+                                          password=password, **kwargs))
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+        super().__init__(members)
+
+    def _close_shared(self):
+        self.epmd.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class ContainerCluster(Cluster):
+    """Three containers on a user-defined Docker network (testcontainers' Network)."""
+
+    kind = "container"
+
+    def __init__(self, size=3, **kwargs):
+        from testcontainers.core.network import Network
+
+        from workqueue.testing.container import ContainerBroker
+
+        self.network = Network().create()
+        tag = secrets.token_hex(3)
+        cookie = secrets.token_hex(16).upper()
+        username = kwargs.pop("username", None) or f"wq-{secrets.token_hex(3)}"
+        password = kwargs.pop("password", None) or secrets.token_urlsafe(18)
+        try:
+            members = [ContainerBroker(network=self.network, hostname=f"wq{tag}n{i}", cookie=cookie,
+                                       username=username, password=password, **kwargs)
+                       for i in range(1, size + 1)]
+        except BaseException:
+            self.network.remove()
+            raise
+        super().__init__(members)
+
+    def _close_shared(self):
+        try:
+            self.network.remove()
+        except Exception as exc:  # pragma: no cover - best effort
+            log.warning("removing network %s: %s", self.network.name, exc)

@@ -11,13 +11,14 @@ import os
 
 import pytest
 
-from workqueue.testing import BACKENDS, BrokerError, NoBroker, choose_backend, make_broker
+from workqueue.testing import BACKENDS, BrokerError, NoBroker, choose_backend, make_broker, make_cluster
 
 pytest_plugins = [
     "steps.broker",
     "steps.queues",
     "steps.tasks",
     "steps.workers",
+    "steps.cluster",
 ]
 
 
@@ -46,32 +47,49 @@ def pytest_configure(config):
 _BROKER = {}
 
 
-def session_broker(config):
-    """Start the session's broker once; later calls return it (or fail with the same reason)."""
-    if "error" in _BROKER:
-        pytest.fail(_BROKER["error"], pytrace=False)
-    if "broker" not in _BROKER:
-        backend = config._workqueue_backend
+def _session_once(key, what, make):
+    """Start the session's broker or cluster once; later calls return it (or fail the same way)."""
+    if f"{key}-error" in _BROKER:
+        pytest.fail(_BROKER[f"{key}-error"], pytrace=False)
+    if key not in _BROKER:
         try:
-            b = make_broker(backend, url=config.option.broker_url)
-            _BROKER["broker"] = b
+            b = make()
+            _BROKER[key] = b
             b.start()
         except BrokerError as exc:
-            _BROKER["error"] = f"broker ({backend}) could not be started: {exc}"
-            pytest.fail(_BROKER["error"], pytrace=False)
-    return _BROKER["broker"]
+            _BROKER[f"{key}-error"] = f"{what} could not be started: {exc}"
+            pytest.fail(_BROKER[f"{key}-error"], pytrace=False)
+    return _BROKER[key]
+
+
+def session_broker(config):
+    backend = config._workqueue_backend
+    return _session_once("broker", f"broker ({backend})",
+                         lambda: make_broker(backend, url=config.option.broker_url))
+
+
+def session_cluster(config):
+    backend = config._workqueue_backend
+    return _session_once("cluster", f"3-node cluster ({backend})", lambda: make_cluster(backend))
 
 
 def pytest_unconfigure(config):
-    b = _BROKER.pop("broker", None)
-    if b is not None:
-        b.close()
+    for key in ("cluster", "broker"):
+        b = _BROKER.pop(key, None)
+        if b is not None:
+            b.close()
 
 
 @pytest.fixture(scope="session")
 def broker(request):
     """The session's throwaway broker (or the user's, with --broker=url)."""
     return session_broker(request.config)
+
+
+@pytest.fixture(scope="session")
+def cluster(request):
+    """The session's throwaway 3-node cluster, started by the first scenario that needs it."""
+    return session_cluster(request.config)
 
 
 @pytest.fixture
@@ -115,9 +133,11 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_makereport(item, call):
     """Attach the broker's log to a failing test's report."""
     report = yield
-    b = _BROKER.get("broker")
-    if report.failed and b is not None:
-        report.sections.append(("broker log (last 60 lines)", b.logs(tail=60)))
+    if report.failed:
+        for key in ("broker", "cluster"):
+            b = _BROKER.get(key)
+            if b is not None and (key == "broker" or "cluster" in item.fixturenames):
+                report.sections.append((f"{key} log (last 60 lines)", b.logs(tail=60)))
     return report
 
 

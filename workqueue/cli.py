@@ -22,9 +22,10 @@ def parser(prog, description):
 
 
 def add_broker_options(p):
-    p.add_argument("--url", default=os.environ.get("WORKQUEUE_URL", DEFAULT_URL),
-                   help="broker AMQP URL, e.g. amqp://user:pass@host:5672/vhost "
-                        "(env WORKQUEUE_URL; default: the tutorial's local guest broker)")
+    p.add_argument("--url", action="append", default=None, metavar="URL",
+                   help="broker AMQP URL, e.g. amqp://user:pass@host:5672/vhost; give it once per "
+                        "node of a cluster to fail over between them (env WORKQUEUE_URL, several "
+                        "separated by spaces or commas; default: the tutorial's local guest broker)")
     p.add_argument("--heartbeat", type=int, default=None, metavar="SECONDS",
                    help="AMQP heartbeat to negotiate (default: the broker's, 60 s)")
     p.add_argument("-v", "--verbose", action="count", default=0,
@@ -51,8 +52,17 @@ def queue_from(args):
         raise SystemExit(f"error: {exc}") from None
 
 
+def urls_from(args):
+    """The broker URLs: every --url, else WORKQUEUE_URL's, else the tutorial's."""
+    if args.url:
+        return args.url
+    return os.environ.get("WORKQUEUE_URL", DEFAULT_URL).replace(",", " ").split() or [DEFAULT_URL]
+
+
 def params_from(args):
-    return parameters_from_url(args.url, heartbeat=args.heartbeat)
+    """pika parameters for the broker URL, or a list of them when several were given."""
+    params = [parameters_from_url(url, heartbeat=args.heartbeat) for url in urls_from(args)]
+    return params[0] if len(params) == 1 else params
 
 
 def configure_logging(verbose):

@@ -53,8 +53,19 @@ def parameters_from_url(url, heartbeat=None, **overrides):
     return params
 
 
+def candidates(params):
+    """The brokers to try, in order: ``params`` may be one ConnectionParameters or several
+    (the nodes of a cluster)."""
+    items = list(params) if isinstance(params, (list, tuple)) else [params]
+    if not items:
+        raise BadUrl("no broker URL given")
+    return items
+
+
 def describe(params):
     """Where ``params`` point, for messages: user@host:port/vhost (never the password)."""
+    if isinstance(params, (list, tuple)):
+        return " or ".join(describe(p) for p in params)
     user = getattr(params.credentials, "username", "?")
     return f"{user}@{params.host}:{params.port}/{params.virtual_host}"
 
@@ -103,3 +114,20 @@ def connect(params):
         if error is None:
             raise
         raise error from None
+
+
+def connect_any(params, first=0):
+    """(index, BlockingConnection) to the first broker of ``candidates(params)`` that answers,
+    trying them in turn from ``first``. A refusal (wrong password, no vhost) ends the search at
+    once; when none answers, the error of the last one tried is raised."""
+    options = candidates(params)
+    error = None
+    for offset in range(len(options)):
+        index = (first + offset) % len(options)
+        try:
+            return index, connect(options[index])
+        except BrokerUnreachable as exc:
+            if len(options) > 1:
+                log.info("%s; trying the next broker", exc)
+            error = exc
+    raise error

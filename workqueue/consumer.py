@@ -15,7 +15,7 @@ import threading
 import pika
 import pika.exceptions
 
-from workqueue.connection import connect, describe, translate
+from workqueue.connection import candidates, connect_any, describe, translate
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
 from workqueue.queue import QueueSpec
 
@@ -73,6 +73,10 @@ class Worker:
     raises never stops the worker: the task is retried up to the queue's delivery limit, then
     rejected to the dead-letter queue (or dropped, logged, when there is none).
 
+    ``params`` is one pika ConnectionParameters or several (the nodes of a cluster): the
+    worker connects to the first that answers and, when that connection is lost, tries the
+    next one first, so workers of a node that died carry on through the others.
+
     ``on_consuming()`` is called each time the worker is consuming (after start and after each
     reconnect). ``stop()`` is graceful and may be called from any thread or a signal handler.
     """
@@ -80,7 +84,8 @@ class Worker:
     def __init__(self, params, queue=None, handler=None, *, prefetch=1, auto_ack=False,
                  reconnect=True, reconnect_delay=0.2, max_reconnect_delay=1.0,
                  on_consuming=None):
-        self.params = params
+        self.candidates = candidates(params)
+        self._current = 0                # index of the broker connected to (or to try first)
         self.queue = queue or QueueSpec()
         self.handler = handler or (lambda delivery: None)
         self.prefetch = prefetch
@@ -116,6 +121,7 @@ class Worker:
                     if self._generation != generation:      # it was consuming: the connection dropped
                         error = BrokerUnreachable(f"connection to the broker at {describe(self.params)} "
                                                   f"lost: {_reason(exc)}")
+                        self._current = (self._current + 1) % len(self.candidates)   # another node first
                     if not self.reconnect or self._stopping.is_set():
                         raise (error or exc) from None
                     log.warning("%s; reconnecting in %.1f s", error or exc, delay)
@@ -138,9 +144,14 @@ class Worker:
     def stopping(self):
         return self._stopping.is_set()
 
+    @property
+    def params(self):
+        """The ConnectionParameters of the broker connected to (or to be tried first)."""
+        return self.candidates[self._current]
+
     # -- connection thread ----------------------------------------------------------------
     def _consume(self):
-        connection = connect(self.params)
+        self._current, connection = connect_any(self.candidates, self._current)
         self._connection = connection
         self._generation += 1
         self._outstanding = 0
@@ -156,12 +167,18 @@ class Worker:
             channel.basic_qos(prefetch_count=self.prefetch)
             on_message = functools.partial(self._on_message, generation)
             tag = channel.basic_consume(self.queue.name, on_message, auto_ack=self.auto_ack)
+            # The broker cancels a consumer whose queue went away (deleted, or its node lost):
+            # reconnect and consume again rather than wait for deliveries that never come.
+            cancelled_by_broker = []
+            channel.add_on_cancel_callback(cancelled_by_broker.append)
             log.info("consuming %r on %s (prefetch %s%s)", self.queue.name, describe(self.params),
                      self.prefetch or "unlimited", ", auto-ack" if self.auto_ack else "")
             self.on_consuming()
             cancelled = False
             while True:
                 connection.process_data_events(time_limit=0.5)
+                if cancelled_by_broker and not self._stopping.is_set():
+                    raise BrokerUnreachable(f"the broker cancelled the consumer of {self.queue.name!r}")
                 if self._stopping.is_set():
                     if not cancelled:
                         channel.basic_cancel(tag)

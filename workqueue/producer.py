@@ -4,6 +4,12 @@ One asynchronous connection (pika's SelectConnection) carries every publish: a w
 unconfirmed tasks is kept in flight instead of one round trip per task, and the call returns
 only when the broker has confirmed every task. A task the broker cannot route (no such queue)
 comes back as basic.return and is reported, not silently dropped.
+
+Given several brokers (the nodes of a cluster), the producer connects to the first that
+answers; with ``reconnect_timeout`` it also rides out a lost connection in the middle of a
+batch: it connects to the next node (or the same broker once it is back) and publishes again
+every task not yet confirmed. A task can then reach the queue twice (its confirm was lost with
+the connection), never zero times: at least once, as the workers are.
 """
 
 import collections
@@ -15,7 +21,7 @@ import pika
 import pika.exceptions
 import pika.spec
 
-from workqueue.connection import describe, translate
+from workqueue.connection import candidates, describe, translate
 from workqueue.errors import BrokerUnreachable, QueueRefused, TaskNotConfirmed, WorkqueueError
 from workqueue.queue import QueueSpec
 
@@ -40,11 +46,16 @@ class Producer:
 
     ``declare=False`` publishes without declaring the queue (a missing queue is then reported as
     unroutable). ``persistent=False`` sends transient messages (lost on a broker restart).
+    ``params`` is one pika ConnectionParameters or several; ``reconnect_timeout`` (seconds, 0 =
+    never) is how long publish_many keeps trying to reconnect after losing its connection.
     """
 
     def __init__(self, params, queue=None, *, persistent=True, declare=True, window=1000,
-                 confirm_timeout=60.0):
-        self.params = params
+                 confirm_timeout=60.0, reconnect_timeout=0.0):
+        self.candidates = candidates(params)
+        self._current = 0
+        self.reconnect_timeout = reconnect_timeout
+        self.reconnections = 0
         self.queue = queue or QueueSpec()
         self.persistent = persistent
         self.declare = declare
@@ -74,27 +85,68 @@ class Producer:
         """Publish one task and wait for its confirm; raise a WorkqueueError if it fails."""
         self.publish_many([body])
 
-    def publish_many(self, bodies, window=None):
+    def publish_many(self, bodies, window=None, on_confirm=None):
         """Publish every task in ``bodies`` with up to ``window`` unconfirmed at a time.
 
-        Returns the number of tasks confirmed. Raises TaskNotConfirmed naming the first task
-        that was returned, nacked, or left unconfirmed when the channel or connection closed.
+        Returns the number of tasks confirmed; ``on_confirm(body)`` is called for each as its
+        confirm arrives. Raises TaskNotConfirmed naming the first task that was returned,
+        nacked, or left unconfirmed when the channel or connection closed (after
+        ``reconnect_timeout`` seconds of trying to reconnect, when that is set).
         """
+        batch = _Batch(iter(bodies), window or self.window, on_confirm)
         self.connect()
-        batch = _Batch(iter(bodies), window or self.window)
-        self._batch = batch
-        self._connection.ioloop.add_callback_threadsafe(self._pump)
-        self._watch(batch)
-        self._run()
-        self._batch = None
+        while True:
+            self._batch = batch
+            self._connection.ioloop.add_callback_threadsafe(self._pump)
+            self._watch(batch)
+            self._run()
+            self._batch = None
+            if not (batch.lost and self.reconnect_timeout > 0):
+                break
+            log.warning("%s; reconnecting and publishing the unconfirmed tasks again", batch.error)
+            batch.requeue_unconfirmed()
+            self._current = (self._current + 1) % len(self.candidates)     # another node first
+            self._reconnect(time.monotonic() + self.reconnect_timeout)
         if batch.error is not None:
             raise batch.error
         return batch.confirmed
 
+    @property
+    def params(self):
+        """The ConnectionParameters of the broker connected to (or to be tried first)."""
+        return self.candidates[self._current]
+
+    def _reconnect(self, deadline):
+        delay = 0.1
+        while True:
+            try:
+                self.connect()
+                self.reconnections += 1
+                return
+            except BrokerUnreachable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)          # back-off between attempts, not a synchronisation
+                delay = min(delay * 2, 1.0)
+
     def connect(self):
-        """Open the connection, the confirm-mode channel, and declare the queue (idempotent)."""
+        """Open the connection, the confirm-mode channel, and declare the queue (idempotent).
+
+        Tries each broker in turn from the current one; a refusal (credentials, queue) is
+        raised at once, and when none answers the last one's error is raised."""
         if self._ready and self._connection is not None and self._connection.is_open:
             return
+        first = self._current
+        for offset in range(len(self.candidates)):
+            self._current = (first + offset) % len(self.candidates)
+            try:
+                return self._connect_one()
+            except BrokerUnreachable as exc:
+                if offset == len(self.candidates) - 1:
+                    raise
+                log.info("%s; trying the next broker", exc)
+
+    def _connect_one(self):
         self._reset()
         self._connection = pika.SelectConnection(
             self.params,
@@ -154,7 +206,7 @@ class Producer:
         if batch is not None and not batch.done:
             batch.fail(TaskNotConfirmed(
                 f"connection to {describe(self.params)} lost before {batch.unconfirmed} task(s) "
-                f"were confirmed, first {preview(batch.first_unconfirmed())}: {reason}"))
+                f"were confirmed, first {preview(batch.first_unconfirmed())}: {reason}"), lost=True)
         self._stop()
 
     def _on_channel_open(self, channel):
@@ -190,8 +242,13 @@ class Producer:
             error = WorkqueueError(f"channel closed: {reason}")
         batch = self._batch
         if batch is not None and not batch.done:
+            # Closed with its connection (broker gone, restarting, shutting down): worth a
+            # reconnect. Closed alone by the broker (404, 406...): a refusal, final.
+            lost = isinstance(reason, (pika.exceptions.ConnectionClosed, pika.exceptions.StreamLostError,
+                                       pika.exceptions.AMQPConnectionError))
             batch.fail(TaskNotConfirmed(
-                f"task {preview(batch.first_unconfirmed())} not confirmed: channel closed: {reason}"))
+                f"task {preview(batch.first_unconfirmed())} not confirmed: channel closed: {reason}"),
+                lost=lost)
         elif not self._ready and self._error is None:
             self._error = error
         if self._connection.is_open:
@@ -220,6 +277,8 @@ class Producer:
                     f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({reason})"))
             else:
                 batch.confirmed += 1
+                if batch.on_confirm is not None:
+                    batch.on_confirm(body)
         self._pump()
 
     def _pump(self):
@@ -270,8 +329,11 @@ def _tag_of(message_id, producer_id):
 class _Batch:
     """Book-keeping for one publish_many call: what is sent, confirmed and failed."""
 
-    def __init__(self, bodies, window):
+    def __init__(self, bodies, window, on_confirm=None):
         self._bodies = bodies
+        self._resend = collections.deque()     # unconfirmed when a connection was lost
+        self.on_confirm = on_confirm
+        self.lost = False                      # the error is a lost connection (worth a retry)
         self.window = max(1, window)
         self._pending = collections.deque()    # delivery tags in publish order
         self._bodies_by_tag = {}
@@ -287,6 +349,8 @@ class _Batch:
         return len(self._pending) - len(self._early)
 
     def next_body(self):
+        if self._resend:
+            return self._resend.popleft()
         if self.exhausted:
             return None
         try:
@@ -333,10 +397,24 @@ class _Batch:
             done.append(tag)
         while pending and pending[0] in self._early:
             self._early.discard(pending.popleft())
-        if self.exhausted and not pending:
+        if self.exhausted and not pending and not self._resend:
             self.done = True
         return done
 
-    def fail(self, error):
+    def fail(self, error, lost=False):
         if self.error is None:
             self.error = error
+            self.lost = lost
+
+    def requeue_unconfirmed(self):
+        """After a lost connection: every task not yet confirmed is to be published again, first
+        (delivery tags start again at 1 on the next channel)."""
+        again = [self._bodies_by_tag[t] for t in self._pending if t not in self._early]
+        self._resend.extendleft(reversed(again))
+        self._pending.clear()
+        self._bodies_by_tag.clear()
+        self._early.clear()
+        self.error = None
+        self.lost = False
+        self.done = False
+        self.progress_at = time.monotonic()

@@ -34,9 +34,10 @@ def main(argv=None):
     if args.command != "list" and not args.queue:
         p.error(f"{args.command} needs a QUEUE")
     with cli.reporting(p.prog):
-        params = parameters_from_url(args.url)          # validates the URL
+        url = cli.urls_from(args)[0]
+        params = parameters_from_url(url)               # validates the URL
         vhost = params.virtual_host
-        api = Management.for_amqp_url(args.url, args.management_url)
+        api = Management.for_amqp_url(url, args.management_url)
         if args.command == "list":
             print(format_table(api.queues(vhost)), flush=True)
         elif args.command == "purge":

@@ -17,6 +17,8 @@ RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redeliver
 
 
 class WorkerProcess:
+    """``url``: one broker URL, or several (the nodes of a cluster, tried in that order)."""
+
     def __init__(self, name, url, *options, env=None, cwd=None, on_line=None):
         self.name = name
         self.options = list(options)
@@ -26,7 +28,8 @@ class WorkerProcess:
         self._cond = threading.Condition()
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "workqueue.worker", *options],
-            env={**os.environ, **(env or {}), "WORKQUEUE_URL": url, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
+                 "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             text=True, errors="replace", cwd=cwd)
         for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
@@ -103,6 +106,28 @@ class WorkerProcess:
 
     def received(self):
         return [body for body, _ in self.deliveries()]
+
+    def finished(self):
+        """Bodies of the tasks it did to the end (a Received line followed by its Done line)."""
+        with self._cond:
+            lines = list(self.lines)
+        done, current = [], None
+        for line in lines:
+            m = RECEIVED.search(line)
+            if m:
+                current = m.group("body")
+            elif "[x] Done" in line and current is not None:
+                try:
+                    done.append(ast.literal_eval(current))
+                except (ValueError, SyntaxError):
+                    done.append(current)
+                current = None
+        return done
+
+    def consuming_count(self):
+        """How often it started consuming: 1, plus one for each reconnect."""
+        with self._cond:
+            return sum("[*] Waiting for messages" in line for line in self.lines)
 
     def done_count(self):
         with self._cond:

@@ -1,0 +1,27 @@
+@cluster @broker_control
+Feature: A cluster of three nodes
+  Users who outgrow one broker run three RabbitMQ nodes as one cluster. A quorum queue keeps a
+  copy of every task on a majority of the nodes and elects a new leader when its leader dies; a
+  classic queue lives on one node only. Workers and producers are given every node's address
+  and fail over between them.
+
+  Background:
+    Given a cluster of three nodes
+
+  Rule: A quorum task queue survives the crash of its leader node while tasks flow
+
+    Scenario: The leader node crashes in the middle of the work
+      Given a quorum task queue with a worker on each node
+      When 300 tasks are sent and the queue's leader node crashes halfway
+      Then every confirmed task is done at least once
+      And the producer and the worker on the crashed node carry on through another node
+      And the crashed node rejoins the cluster when it starts again
+
+  @contrast
+  Rule: A classic queue lives on one node, and is unavailable while that node is down
+
+    Scenario: The node of a classic queue crashes
+      Given 5 persistent tasks are waiting in a classic task queue on one node
+      When that node crashes
+      Then a task sent through the other nodes is not accepted (exit code 6)
+      And a worker does all 5 tasks once the node is back

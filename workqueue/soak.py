@@ -1,0 +1,420 @@
+"""``make soak``: a chaos soak of workqueue on a throwaway broker or 3-node cluster, and a checker.
+
+Publishes N uniquely numbered persistent tasks with confirms (the producer fails over and
+re-sends what was not confirmed), runs W real worker processes, and meanwhile SIGKILLs
+workers, crashes the broker (kill -9 / docker kill) and restarts it gracefully; on a cluster
+(``--cluster``) the crashes and restarts hit one node at a time, the quorum queue's leader
+first. Every fault is scheduled at a point of progress (after so many tasks are done), so each
+happens once, while tasks flow, and the run stops by itself: when every confirmed task is done
+and the queue is empty, or at --max-seconds.
+
+The checker, Jepsen-style, counts what was published, confirmed and processed, and fails
+(exit 1) when a confirmed task was never processed (lost), a processed task was never
+published (unexpected), or duplicates exceed
+kills x prefetch + (crashes + restarts) x (prefetch + confirm window).
+"""
+
+import argparse
+import collections
+import dataclasses
+import logging
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+RECORD_ENV = "WORKQUEUE_SOAK_RECORD"
+WORK_ENV = "WORKQUEUE_SOAK_WORK_SECONDS"
+_record_fd = None
+
+
+def record(delivery):
+    """Worker handler (``--handler workqueue.soak:record``): note the task as processed.
+
+    One O_APPEND write per task into a file of this process: it is in the file as soon as
+    write() returns, so a SIGKILL right after loses nothing that was recorded.
+    """
+    global _record_fd
+    work = float(os.environ.get(WORK_ENV) or 0)
+    if work:
+        time.sleep(work)                    # the task's simulated work
+    if _record_fd is None:
+        path = os.path.join(os.environ[RECORD_ENV], f"{os.getpid()}.done")
+        _record_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.write(_record_fd, delivery.body + b"\n")
+
+
+# -- the parts of one run ------------------------------------------------------------------------
+class Records:
+    """What the workers recorded, read incrementally from their files."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.counts = collections.Counter()
+        self._offsets = {}
+        self._partial = {}
+
+    def refresh(self):
+        for entry in os.scandir(self.directory):
+            if not entry.name.endswith(".done"):
+                continue
+            with open(entry.path, "rb") as f:
+                f.seek(self._offsets.get(entry.name, 0))
+                data = f.read()
+                self._offsets[entry.name] = f.tell()
+            lines = (self._partial.pop(entry.name, b"") + data).split(b"\n")
+            if lines[-1]:
+                self._partial[entry.name] = lines[-1]
+            self.counts.update(line.decode(errors="replace") for line in lines[:-1] if line)
+        return self
+
+    @property
+    def unique(self):
+        return len(self.counts)
+
+    @property
+    def total(self):
+        return sum(self.counts.values())
+
+
+class Workers:
+    """W worker processes (``python -m workqueue.worker``), output to files; kill and replace."""
+
+    def __init__(self, urls, queue_options, prefetch, directory, work_seconds=0.0):
+        self.urls = urls
+        self.work_seconds = work_seconds
+        self.options = [*queue_options, "--prefetch", str(prefetch), "--handler", "workqueue.soak:record"]
+        self.directory = directory
+        self.processes = []
+        self.started = 0
+
+    def start(self):
+        n = self.started
+        self.started += 1
+        urls = self.urls[n % len(self.urls):] + self.urls[:n % len(self.urls)]   # spread over nodes
+        out = open(os.path.join(self.directory, f"worker-{n}.log"), "ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workqueue.worker", "--name", f"w{n}", *self.options],
+            env={**os.environ, "WORKQUEUE_URL": " ".join(urls), RECORD_ENV: self.directory,
+                 WORK_ENV: str(self.work_seconds)},
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        self.processes.append(process)
+        return process
+
+    def alive(self):
+        return [p for p in self.processes if p.poll() is None]
+
+    def kill_one(self, rng):
+        victim = rng.choice(self.alive())
+        victim.kill()
+        victim.wait(30)
+        self.start()
+
+    def stop(self, timeout=60):
+        for p in self.alive():
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.processes:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(30)
+
+    def reconnections(self):
+        """Times workers started consuming again after a lost connection."""
+        total = 0
+        for name in os.listdir(self.directory):
+            if name.startswith("worker-") and name.endswith(".log"):
+                with open(os.path.join(self.directory, name), "rb") as f:
+                    total += max(0, f.read().count(b"[*] Waiting for messages") - 1)
+        return total
+
+
+class Publisher(threading.Thread):
+    """Publishes the tasks in chunks, keeping at most ``backlog`` confirmed but not processed."""
+
+    def __init__(self, params, queue, bodies, window, backlog, processed, deadline):
+        super().__init__(name="soak-publisher", daemon=True)
+        from workqueue.producer import Producer
+        self.producer = Producer(params, queue, window=window, reconnect_timeout=120)
+        self.bodies = bodies
+        self.window = window
+        self.backlog = backlog
+        self.processed = processed             # callable: unique tasks processed so far
+        self.deadline = deadline
+        self.published = set()
+        self.confirmed = set()
+        self.error = None
+
+    def run(self):
+        try:
+            with self.producer:
+                for start in range(0, len(self.bodies), self.window):
+                    while len(self.confirmed) - self.processed() >= self.backlog:
+                        if time.monotonic() > self.deadline:
+                            raise TimeoutError("the workers stopped taking tasks")
+                        time.sleep(0.05)        # pacing against the workers, not a synchronisation
+                    chunk = self.bodies[start:start + self.window]
+                    self.published.update(chunk)
+                    self.producer.publish_many(chunk, on_confirm=lambda b: self.confirmed.add(b.decode()))
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+@dataclasses.dataclass
+class Chaos:
+    kills: int = 0
+    crashes: int = 0
+    restarts: int = 0
+    log: list = dataclasses.field(default_factory=list)
+
+
+def schedule(args, rng):
+    """The faults, shuffled, each with the count of processed tasks that triggers it."""
+    events = ["kill"] * args.kills + ["crash"] * args.crashes + ["restart"] * args.restarts
+    rng.shuffle(events)
+    step = args.n / (len(events) + 1)
+    return collections.deque((int(step * (i + 1)), e) for i, e in enumerate(events))
+
+
+# -- one run ---------------------------------------------------------------------------------------
+def run(args):
+    from workqueue.queue import QueueSpec
+    from workqueue.testing import make_broker, make_cluster, wait_until
+
+    rng = random.Random(args.seed)
+    run_id = secrets.token_hex(3)
+    bodies = [f"{run_id}:{i}" for i in range(1, args.n + 1)]
+    queue = QueueSpec("soak", queue_type=args.queue_type)
+    started = time.monotonic()
+    deadline = started + args.max_seconds
+    chaos = Chaos()
+    target = make_cluster(args.broker) if args.cluster else make_broker(args.broker)
+    with target, tempfile.TemporaryDirectory(prefix="workqueue-soak-") as directory:
+        boot = time.monotonic() - started
+        vhost = target.new_vhost("soak")
+        members = target.members if args.cluster else [target]
+        records = Records(directory)
+        workers = Workers([m.url(vhost) for m in members],
+                          ["--queue", queue.name, "--queue-type", queue.queue_type], args.prefetch, directory,
+                          args.work_ms / 1000)
+        for _ in range(args.workers):
+            workers.start()
+        params = [m.params(vhost) for m in members]
+        publisher = Publisher(params if args.cluster else params[0], queue, bodies, args.window,
+                              args.backlog, lambda: records.unique, deadline)
+        run_started = time.monotonic()
+        publisher.start()
+        events = schedule(args, rng)
+        recovering = []            # the thread bringing a cluster node back, if any
+
+        def node_down_then_back(member, progress):
+            # The node stays down until the others have done more work, then rejoins; in the
+            # meantime the main loop goes on (and may kill workers).
+            try:
+                wait_until(lambda: records.unique >= min(progress + max(args.n // 100, 1), len(publisher.confirmed)),
+                           60, f"work to go on without {member.node_name}")
+            except TimeoutError as exc:
+                chaos.log.append(str(exc))
+            target.recover(member)
+
+        def fault(kind):
+            if kind == "kill":
+                workers.kill_one(rng)
+                chaos.kills += 1
+                return
+            if args.cluster:       # one node: the quorum queue's leader
+                member = target.member(target.leader(vhost, queue.name) or rng.choice(target.nodes))
+                target.kill(member) if kind == "crash" else member.stop()
+                thread = threading.Thread(target=node_down_then_back, args=(member, records.unique), daemon=True)
+                thread.start()
+                recovering[:] = [thread]
+            elif kind == "crash":
+                target.crash_and_recover()
+            else:
+                target.restart()
+            chaos.crashes += kind == "crash"
+            chaos.restarts += kind == "restart"
+
+        def work_remains():
+            return publisher.is_alive() or records.unique < len(publisher.confirmed)
+
+        def node_returning():
+            return bool(recovering) and recovering[0].is_alive()
+
+        def finished():
+            records.refresh()
+            # Each fault strikes while work remains; a broker or node fault waits until the
+            # previous node is back. A fault that never found work to hit is reported.
+            while (events and records.unique >= events[0][0] and work_remains()
+                   and not (events[0][1] != "kill" and node_returning())):
+                _, kind = events.popleft()
+                log.info("%s at %d tasks processed", kind, records.unique)
+                fault(kind)
+                records.refresh()
+            if work_remains() or node_returning() or not publisher.confirmed <= set(records.counts):
+                return False
+            return _queue_empty(target, vhost, queue.name)
+
+        timed_out = None
+        try:
+            wait_until(finished, max(1.0, deadline - time.monotonic()), "every confirmed task to be processed",
+                       interval=0.2)
+        except TimeoutError as exc:
+            timed_out = str(exc)
+        wall = time.monotonic() - run_started
+        workers.stop()
+        records.refresh()
+        return Result(args=args, version=target.version, kind=target.kind, boot=boot, wall=wall,
+                      published=publisher.published, confirmed=publisher.confirmed, counts=records.counts,
+                      chaos=chaos, producer_error=publisher.error, timed_out=timed_out,
+                      producer_reconnections=publisher.producer.reconnections,
+                      worker_reconnections=workers.reconnections(), workers_started=workers.started,
+                      unfired=len(events))
+
+
+def _queue_empty(target, vhost, queue):
+    """No task ready or unacknowledged (management API; lags by a second or so)."""
+    try:
+        info = target.management.request("GET", f"/api/queues/{vhost}/{queue}")
+    except Exception:
+        return False
+    return info.get("messages") == 0 and info.get("messages_unacknowledged", 0) == 0
+
+
+# -- the checker --------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Result:
+    args: argparse.Namespace
+    version: str
+    kind: str
+    boot: float
+    wall: float
+    published: set
+    confirmed: set
+    counts: collections.Counter
+    chaos: Chaos
+    producer_error: str | None
+    timed_out: str | None
+    producer_reconnections: int
+    worker_reconnections: int
+    workers_started: int
+    unfired: int
+
+    @property
+    def lost(self):
+        return sorted(self.confirmed - set(self.counts))
+
+    @property
+    def unexpected(self):
+        return sorted(set(self.counts) - self.published)
+
+    @property
+    def duplicates(self):
+        return sum(self.counts.values()) - len(self.counts)
+
+    @property
+    def duplicate_bound(self):
+        a = self.args
+        return self.chaos.kills * a.prefetch + (self.chaos.crashes + self.chaos.restarts) * (a.prefetch + a.window)
+
+    def failures(self):
+        out = []
+        if self.lost:
+            out.append(f"{len(self.lost)} confirmed task(s) never processed, e.g. {self.lost[:5]}")
+        if self.unexpected:
+            out.append(f"{len(self.unexpected)} processed task(s) never published, e.g. {self.unexpected[:5]}")
+        if self.duplicates > self.duplicate_bound:
+            out.append(f"{self.duplicates} duplicates, over the bound of {self.duplicate_bound}")
+        if self.producer_error:
+            out.append(f"the producer gave up: {self.producer_error}")
+        if self.timed_out:
+            out.append(self.timed_out)
+        if len(self.confirmed) < self.args.n and not self.producer_error:
+            out.append(f"only {len(self.confirmed)} of {self.args.n} tasks confirmed")
+        if self.unfired:
+            out.append(f"{self.unfired} scheduled fault(s) never happened: the work was done first "
+                       f"(more tasks, or --work-ms, make room for them)")
+        out.extend(self.chaos.log)
+        return out
+
+    def table(self):
+        a = self.args
+        where = f"{'3-node cluster' if a.cluster else 'one broker'}, durable {a.queue_type} queue"
+        fault = "node" if a.cluster else "broker"
+        rows = [
+            ("published", len(self.published), "distinct tasks handed to the producer"),
+            ("confirmed", len(self.confirmed), "confirmed by the broker (after re-sends, if any)"),
+            ("processed (unique)", len(self.counts), "distinct tasks a worker finished"),
+            ("lost", len(self.lost), "confirmed, never processed (must be 0)"),
+            ("unexpected", len(self.unexpected), "processed, never published (must be 0)"),
+            ("duplicates", self.duplicates,
+             f"extra runs of a task; bound {a.prefetch}x{self.chaos.kills} kills + "
+             f"({a.prefetch}+{a.window})x{self.chaos.crashes + self.chaos.restarts} crashes and restarts "
+             f"= {self.duplicate_bound}"),
+            ("worker kills", self.chaos.kills, "SIGKILL of a busy worker, replaced at once"),
+            (f"{fault} crashes", self.chaos.crashes, "kill -9 / docker kill, then start on the same data"),
+            (f"graceful {fault} restarts", self.chaos.restarts, "stop, then start"),
+            ("producer reconnections", self.producer_reconnections, "unconfirmed tasks re-sent each time"),
+            ("worker reconnections", self.worker_reconnections, f"over {self.workers_started} worker processes"),
+            ("wall time", f"{self.wall:.0f} s", f"from the first publish to the last task; boot {self.boot:.0f} s"),
+        ]
+        lines = [f"chaos soak: RabbitMQ {self.version} ({self.kind}, {where}); N={a.n}, {a.workers} workers, "
+                 f"prefetch {a.prefetch}, confirm window {a.window}, {a.work_ms:g} ms of work a task, seed {a.seed}",
+                 f"{'':<26}{'count':>9}  notes"]
+        lines += [f"{name:<26}{value:>9}  {note}" for name, value, note in rows]
+        failures = self.failures()
+        lines.append("verdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
+        return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m workqueue.soak", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-n", type=int, default=10_000, help="tasks to publish, each uniquely numbered")
+    p.add_argument("--workers", type=int, default=4, help="worker processes running at any time")
+    p.add_argument("--prefetch", type=int, default=10, help="each worker's prefetch")
+    p.add_argument("--window", type=int, default=500, help="the producer's confirm window")
+    p.add_argument("--backlog", type=int, default=1000,
+                   help="most tasks confirmed but not yet processed (paces the producer, so that faults "
+                        "hit it too)")
+    p.add_argument("--queue-type", choices=("quorum", "classic"), default="quorum",
+                   help="the task queue's type (a cluster needs quorum to survive a node)")
+    p.add_argument("--kills", type=int, default=5, help="worker SIGKILLs")
+    p.add_argument("--crashes", type=int, default=1, help="broker crashes (on --cluster: node crashes)")
+    p.add_argument("--restarts", type=int, default=1, help="graceful broker (node) restarts")
+    p.add_argument("--work-ms", type=float, default=0, help="simulated work per task, in milliseconds")
+    p.add_argument("--cluster", action="store_true", help="a 3-node cluster with a quorum queue")
+    p.add_argument("--broker", default=None, choices=("auto", "node", "container"))
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    p.add_argument("--max-seconds", type=float, default=900, help="the run stops after this, finished or not")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each fault as it happens")
+    args = p.parse_args(argv)
+    if args.seed is None:
+        args.seed = random.randrange(1_000_000)
+    if args.n < 1 or args.workers < 1 or args.prefetch < 1 or args.window < 1:
+        p.error("-n, --workers, --prefetch and --window must be at least 1")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    from workqueue.testing import BrokerError
+    try:
+        result = run(args)
+    except BrokerError as exc:
+        print(f"{p.prog}: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        return 3
+    print(result.table(), flush=True)
+    return 1 if result.failures() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,17 +1,21 @@
 # make demo    a throwaway broker, two workers, round robin then fair dispatch
 # make test    the specification (pytest-bdd) and the package's tests against a real broker
 # make bench   publish/drain throughput, workqueue against raw pika (prints a table)
+# make soak    chaos soak: confirmed tasks, worker kills, broker crashes and restarts, then a checker
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
 #   PYTEST_ARGS=...                  extra pytest arguments
+#   SOAK_ARGS=...                    soak options (python -m workqueue.soak --help), e.g. --cluster
 
 PYTHON ?= python3
 VENV ?= .venv
 BROKER ?= auto
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
+BENCH_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench venv rabbitmq clean
+.PHONY: demo test bench soak venv rabbitmq clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +35,9 @@ test: venv rabbitmq
 
 bench: venv rabbitmq
 	$(BIN)/python -m workqueue.bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
+
+soak: venv rabbitmq
+	$(BIN)/python -m workqueue.soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports *.egg-info

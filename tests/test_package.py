@@ -156,3 +156,27 @@ def test_throwaway_brokers_listen_on_loopback_only(broker):
     else:
         pytest.skip("--broker=url: the broker is the user's own")
     assert broker.username != "guest" and len(broker.password) >= 20
+
+
+def test_several_urls_fail_over_to_the_broker_that_answers(broker, vhost, amqp_url, worker):
+    """Producer, worker and CLI given a dead address first (a node that is down) use the next."""
+    from workqueue.testing import free_port
+    dead = amqp_url.replace(f"127.0.0.1:{broker.port}", f"127.0.0.1:{free_port()}")
+    run = cli("new_task", "--url", dead, "--url", amqp_url, "via the second url", url="")
+    assert run.returncode == 0, run.stderr
+    with Producer([pika.URLParameters(dead), broker.params(vhost)], QueueSpec()) as producer:
+        producer.publish_many(["library task"])
+    w = WorkerProcess("w", [dead, amqp_url], "--seconds-per-dot", "0")
+    try:
+        w.wait_done(2, DEADLINE)
+        assert w.received() == ["via the second url", "library task"]
+    finally:
+        w.close()
+
+
+def test_no_url_answering_is_one_line_exit_3_without_passwords(broker, amqp_url):
+    from workqueue.testing import free_port
+    dead = [amqp_url.replace(f"127.0.0.1:{broker.port}", f"127.0.0.1:{free_port()}") for _ in range(2)]
+    run = cli("new_task", "task", url=",".join(dead))
+    assert run.returncode == 3, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and broker.password not in run.stderr

@@ -1,23 +1,39 @@
-"""``make bench``: publish and drain throughput, workqueue against raw pika, on one broker.
+"""``make bench``: workqueue against raw pika, Dramatiq and Celery, on one throwaway broker.
 
-Every figure is the median of --runs runs, on a durable queue with persistent messages, and
-shown with its ratio to raw pika in the same run. Anomalies (a run that did not drain every
-task in time) are reported in the table, not dropped. Dramatiq and Celery columns are not
-measured yet (see the closing notes of issue 7).
+Every figure is the median of --runs runs, shown with its ratio to raw pika in the same run.
+Everyone gets the same durability: durable queue, persistent messages, publisher confirms
+where the library has them, ack after the task. Anomalies (a stalled run, a partial drain, a
+library that is not installed) are reported in the table, not dropped. The last rows are
+failure-detection latencies of workqueue's worker: SIGKILL of a busy worker to its task
+starting on another; broker back up to a worker consuming again.
 """
 
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 
 import pika
 
+from workqueue import bench_peers
 from workqueue.consumer import Worker
 from workqueue.producer import Producer
 from workqueue.queue import QueueSpec
-from workqueue.testing import make_broker
+from workqueue.testing import make_broker, wait_until
+from workqueue.testing.processes import WorkerProcess
+
+MARKS_ENV = "WQ_BENCH_TASK_MARKS"
+
+
+def mark_start(delivery):
+    """Worker handler for the latency rows: note when a task starts; a "long" task then lasts."""
+    with open(os.environ[MARKS_ENV], "a") as f:
+        f.write(f"{time.time()} {os.getpid()} {delivery.text}\n")
+    if delivery.text == "long":
+        time.sleep(60)
 
 
 def _fresh_queue(params, name):
@@ -112,7 +128,7 @@ def workqueue_drain(params, queue, n, prefetch, timeout):
     return elapsed, count[0]
 
 
-def measure(broker, n, runs, prefetch):
+def measure(broker, n, runs, prefetch, peer_tasks=5000):
     params = broker.params()
     rows = []   # (section, name, [rates], anomalies)
 
@@ -130,6 +146,33 @@ def measure(broker, n, runs, prefetch):
                 lambda q: pika_blocking_publish(params, q, max(n // 10, 100), True) * n / max(n // 10, 100))
     publish_row("workqueue publish_many, pipelined confirms", lambda q: workqueue_publish(params, q, n))
 
+    peer_n = min(n, peer_tasks)
+    peer_drains = {}
+    for label, fn in (("Dramatiq send, confirm_delivery", "dramatiq"), ("Celery apply_async, confirm_publish", "celery")):
+        rates, anomalies = [], []
+        for pf in (1, prefetch):
+            for r in range(runs):
+                q = f"{fn}-{pf}-{r}"
+                _fresh_queue(params, q) if fn == "celery" else _delete_queue(params, q)
+                with tempfile.TemporaryDirectory() as marks:
+                    try:
+                        if fn == "dramatiq":
+                            pub, drain, got = bench_peers.dramatiq_publish_and_drain(
+                                broker.url(), q, peer_n, pf, 30, marks)
+                        else:
+                            pub, drain, got = bench_peers.celery_publish_and_drain(params, q, peer_n, pf, 30, marks)
+                    except bench_peers.Unavailable as exc:
+                        anomalies = [str(exc)]
+                        break
+                rates.append(peer_n / pub)
+                key = f"{'Dramatiq worker, 1 thread' if fn == 'dramatiq' else 'Celery solo worker, acks_late'}, prefetch {pf}"
+                entry = peer_drains.setdefault(pf, {}).setdefault(key, ([], []))
+                entry[0].append(max(got - 1, 0) / max(drain, 1e-6))
+                if got < peer_n:
+                    entry[1].append(f"run {r + 1}: stalled, drained {got}/{peer_n}")
+            _delete_queue(params, q)
+        rows.append(("publish", f"{label} ({peer_n:,} tasks)", rates, anomalies))
+
     for pf in (1, prefetch):
         for name, fn in ((f"raw pika, prefetch {pf}", pika_drain), (f"workqueue Worker, prefetch {pf}", workqueue_drain)):
             rates, anomalies = [], []
@@ -142,22 +185,105 @@ def measure(broker, n, runs, prefetch):
                     anomalies.append(f"run {r + 1}: drained {got}/{n}")
                 rates.append(got / elapsed)
             rows.append(("drain", name, rates, anomalies))
+        for key, (rates, anomalies) in peer_drains.get(pf, {}).items():
+            rows.append(("drain", f"{key} ({peer_n:,} tasks)", rates, anomalies))
     return rows
 
 
-def format_table(rows, broker, n, runs):
-    out = [f"RabbitMQ {broker.version} ({broker.kind}), N={n}, median of {runs} runs; durable queue, "
-           f"persistent messages, acks after the handler",
-           f"{'what':<10} {'how':<55} {'tasks/s':>10} {'x raw pika':>11}  notes"]
+def _delete_queue(params, name):
+    conn = pika.BlockingConnection(params)
+    conn.channel().queue_delete(name)
+    conn.close()
+
+
+def latency(broker, runs):
+    """[(name, [seconds], anomalies)]: failure detection of workqueue's worker."""
+    params = broker.params()
+    out = []
+    kill_times, anomalies = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        marks = os.path.join(tmp, "marks")
+        env = {MARKS_ENV: marks}
+        for r in range(runs):
+            q = f"latency-{r}"
+            _fresh_queue(params, q)
+            options = ("--queue", q, "--handler", "workqueue.bench:mark_start")
+            busy = WorkerProcess("busy", broker.url(), *options, env=env)
+            spare = None
+            try:
+                busy.wait_consuming(60)
+                with Producer(params, QueueSpec(q)) as producer:
+                    producer.publish("long")
+                wait_until(lambda: _marked(marks, busy.pid), 60, "the busy worker to start the task")
+                spare = WorkerProcess("spare", broker.url(), *options, env=env)
+                spare.wait_consuming(60)
+                killed_at = time.time()
+                busy.kill()
+                started = wait_until(lambda: _marked(marks, spare.pid), 60, "the task to start on the spare worker")
+                kill_times.append(started - killed_at)
+            except TimeoutError as exc:
+                anomalies.append(f"run {r + 1}: {exc}")
+            finally:
+                busy.close()
+                if spare is not None:
+                    spare.close()
+    out.append(("SIGKILL of a busy worker to its task starting on another", kill_times, anomalies))
+
+    back_times, anomalies = [], []
+    consuming = []
+    worker = WorkerProcess("w", broker.url(), "--queue", "latency-restart",
+                           on_line=lambda line: consuming.append(time.monotonic()) if "Waiting for messages" in line else None)
+    try:
+        worker.wait_consuming(60)
+        for r in range(max(1, runs - 1)):
+            before = len(consuming)
+            broker.stop()
+            broker.start()                     # returns once our probe connects
+            up = time.monotonic()
+            try:
+                wait_until(lambda: len(consuming) > before, 60, "the worker to consume again")
+                back_times.append(max(0.0, consuming[before] - up))
+            except TimeoutError as exc:
+                anomalies.append(f"run {r + 1}: {exc}")
+    finally:
+        worker.close()
+    out.append(("broker back up (probe answers) to a worker consuming again", back_times, anomalies))
+    return out
+
+
+def _marked(path, pid):
+    try:
+        with open(path) as f:
+            for line in f:
+                t, p, _ = line.split(" ", 2)
+                if int(p) == pid:
+                    return float(t)
+    except OSError:
+        pass
+    return None
+
+
+def format_table(rows, broker, n, runs, latencies=()):
+    out = [f"RabbitMQ {broker.version} ({broker.kind}), N={n}, median of {runs} runs; everyone: durable queue, "
+           f"persistent messages, confirms where the library has them, ack after the task",
+           f"{'what':<10} {'how':<62} {'tasks/s':>10} {'x raw pika':>11}  notes"]
     floor = {"publish": None, "drain": None}
     for section, name, rates, anomalies in rows:
+        if not rates:
+            out.append(f"{section:<10} {name:<62} {'-':>10} {'-':>11}  {'; '.join(anomalies)}")
+            continue
         median = statistics.median(rates)
         if section == "publish" and floor["publish"] is None:
             floor["publish"] = median
         if section == "drain" and name.startswith("raw pika"):
             floor["drain"] = median
         ref = floor[section]
-        out.append(f"{section:<10} {name:<55} {median:>10,.0f} {median / ref:>10.2f}x  {'; '.join(anomalies)}")
+        out.append(f"{section:<10} {name:<62} {median:>10,.0f} {median / ref:>10.2f}x  {'; '.join(anomalies)}")
+    for name, seconds, anomalies in latencies:
+        figure = f"{statistics.median(seconds):.3f} s" if seconds else "-"
+        detail = ", ".join(f"{s:.3f}" for s in seconds)
+        out.append(f"{'latency':<10} {name:<62} {figure:>10} {'':>11}  "
+                   f"{'runs: ' + detail if detail else ''}{'; ' if detail and anomalies else ''}{'; '.join(anomalies)}")
     return "\n".join(out)
 
 
@@ -166,11 +292,15 @@ def main(argv=None):
     p.add_argument("-n", type=int, default=20000, help="tasks per run")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--prefetch", type=int, default=100, help="the tuned prefetch of the drain rows")
+    p.add_argument("--peer-tasks", type=int, default=5000,
+                   help="tasks per run for Dramatiq and Celery (they publish one confirm at a time)")
+    p.add_argument("--no-latency", action="store_true", help="skip the failure-detection rows")
     p.add_argument("--broker", default=None, choices=("auto", "node", "container"))
     args = p.parse_args(argv)
     with make_broker(args.broker) as broker:
-        print(format_table(measure(broker, args.n, args.runs, args.prefetch), broker, args.n, args.runs),
-              flush=True)
+        rows = measure(broker, args.n, args.runs, args.prefetch, args.peer_tasks)
+        latencies = () if args.no_latency else latency(broker, args.runs)
+        print(format_table(rows, broker, args.n, args.runs, latencies), flush=True)
     return 0
 
 

@@ -15,6 +15,7 @@ import threading
 import pika
 import pika.exceptions
 
+from workqueue._transport import coalesce_writes
 from workqueue.connection import candidates, connect_any, describe, translate
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
 from workqueue.queue import QueueSpec
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DELIVERY_LIMIT = 5
 ATTEMPTS_HEADER = "x-workqueue-attempts"
+#: Most done tasks acknowledged together by one multiple ack. Acks are held back only while
+#: further tasks are already delivered and waiting (prefetch > 1), so a worker that dies
+#: leaves at most its prefetch of done-but-unacknowledged tasks to be redelivered.
+ACK_BATCH = 100
 
 #: Errors after which the worker reconnects; anything else ends run().
 _RECONNECTABLE = (
@@ -152,6 +157,7 @@ class Worker:
     # -- connection thread ----------------------------------------------------------------
     def _consume(self):
         self._current, connection = connect_any(self.candidates, self._current)
+        coalesce_writes(connection)
         self._connection = connection
         self._generation += 1
         self._outstanding = 0
@@ -230,19 +236,46 @@ class Worker:
         elif outcome == "reject":
             channel.basic_reject(tag, requeue=False)
 
+    def _settle_done(self, generation, channel, tag, count):
+        """Runs on the connection thread: ack ``count`` done tasks, the last one ``tag``."""
+        if generation != self._generation or not channel.is_open:
+            log.info("connection was lost before the ack of %d task(s); the broker redelivers them", count)
+            return
+        self._outstanding -= count
+        channel.basic_ack(tag, multiple=count > 1)
+
     # -- handler thread -------------------------------------------------------------------
     def _handle_forever(self):
+        held = None         # [generation, channel, last tag, count]: done tasks, ack not yet sent
+
+        def release():
+            nonlocal held
+            if held is not None:
+                self._post(functools.partial(self._settle_done, *held))
+                held = None
+
         while True:
+            if held is not None and self._tasks.empty():
+                release()                               # nothing else delivered: ack now
             item = self._tasks.get()
             if item is None:
+                release()
                 return
             generation, channel, tag, properties, delivery = item
+            if held is not None and held[0] != generation:
+                held = None                             # that connection is gone: redelivered
             if generation != self._generation and not self.auto_ack:
                 continue                                # the broker redelivers it
             if self._stopping.is_set() and not self.auto_ack:
                 outcome = "requeue"                     # not started: give it back
             else:
                 outcome = self._handle(delivery)
+            if outcome == "ack" and not self.auto_ack:
+                held = [generation, channel, tag, (held[3] + 1) if held else 1]
+                if held[3] >= ACK_BATCH:
+                    release()
+                continue
+            release()                                   # settles go out in delivery order
             self._post(functools.partial(self._settle, generation, channel, tag, properties,
                                          delivery, outcome))
 

@@ -15,12 +15,12 @@ the connection), never zero times: at least once, as the workers are.
 import collections
 import logging
 import time
-import uuid
 
 import pika
 import pika.exceptions
 import pika.spec
 
+from workqueue._transport import coalesce_writes
 from workqueue.connection import candidates, describe, translate
 from workqueue.errors import BrokerUnreachable, QueueRefused, TaskNotConfirmed, WorkqueueError
 from workqueue.queue import QueueSpec
@@ -65,12 +65,13 @@ class Producer:
         self._channel = None
         self._ready = False
         self._error = None
-        self._id = uuid.uuid4().hex[:12]
         self._seq = 0                      # last delivery tag used on the current channel
-        self._returned = {}                # delivery tag -> reply text, from basic.return
+        self._returned = collections.Counter()   # body -> basic.returns not yet matched to a confirm
+        self._return_reason = None
         self._batch = None
-        self._delivery_mode = (pika.DeliveryMode.Persistent if persistent
-                               else pika.DeliveryMode.Transient)
+        # One properties object for every task: nothing in it varies from task to task.
+        self._properties = pika.BasicProperties(
+            delivery_mode=pika.DeliveryMode.Persistent if persistent else pika.DeliveryMode.Transient)
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self):
@@ -180,7 +181,7 @@ class Producer:
         self._ready = False
         self._error = None
         self._seq = 0
-        self._returned = {}
+        self._returned = collections.Counter()
         self._batch = None
 
     def _drop_connection(self):
@@ -193,6 +194,7 @@ class Producer:
                 pass
 
     def _on_connection_open(self, connection):
+        coalesce_writes(connection)
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection, exc):
@@ -256,10 +258,11 @@ class Producer:
         else:
             self._stop()
 
-    def _on_return(self, _channel, method, properties, body):
-        tag = _tag_of(properties.message_id, self._id)
-        if tag is not None:
-            self._returned[tag] = f"{method.reply_code} {method.reply_text}"
+    def _on_return(self, _channel, method, _properties, body):
+        # The broker sends basic.return before the confirm of the same task: the confirm that
+        # covers it finds the body here.
+        self._returned[body] += 1
+        self._return_reason = f"{method.reply_code} {method.reply_text}"
 
     def _on_confirm(self, frame):
         batch = self._batch
@@ -271,10 +274,12 @@ class Producer:
             body = batch.forget(tag)
             if not acked:
                 batch.fail(TaskNotConfirmed(f"task {preview(body)} was nacked by the broker"))
-            elif tag in self._returned:
-                reason = self._returned.pop(tag)
+            elif self._returned and self._returned[body] > 0:
+                self._returned[body] -= 1
+                if not self._returned[body]:
+                    del self._returned[body]
                 batch.fail(TaskNotConfirmed(
-                    f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({reason})"))
+                    f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({self._return_reason})"))
             else:
                 batch.confirmed += 1
                 if batch.on_confirm is not None:
@@ -293,9 +298,7 @@ class Producer:
                     break
                 self._seq += 1
                 batch.sent(self._seq, body)
-                properties = pika.BasicProperties(delivery_mode=self._delivery_mode,
-                                                  message_id=f"{self._id}.{self._seq}")
-                channel.basic_publish("", self.queue.name, body, properties, mandatory=True)
+                channel.basic_publish("", self.queue.name, body, self._properties, mandatory=True)
         # After a failure nothing more is published; outstanding confirms are still awaited.
         if batch.done or (batch.error is not None and batch.unconfirmed == 0):
             batch.done = True
@@ -315,15 +318,6 @@ class Producer:
                 return
             self._connection.ioloop.call_later(1.0, check)
         self._connection.ioloop.call_later(1.0, check)
-
-
-def _tag_of(message_id, producer_id):
-    if not message_id or not message_id.startswith(producer_id + "."):
-        return None
-    try:
-        return int(message_id.rsplit(".", 1)[1])
-    except ValueError:
-        return None
 
 
 class _Batch:

@@ -154,15 +154,23 @@ class Publisher(threading.Thread):
         self.published = set()
         self.confirmed = set()
         self.error = None
+        # The last chunk waits until every scheduled fault has struck: no run ends before them.
+        self.faults_done = threading.Event()
+        self.at_gate = threading.Event()
 
     def run(self):
         try:
             with self.producer:
-                for start in range(0, len(self.bodies), self.window):
+                starts = range(0, len(self.bodies), self.window)
+                for start in starts:
                     while len(self.confirmed) - self.processed() >= self.backlog:
                         if time.monotonic() > self.deadline:
                             raise TimeoutError("the workers stopped taking tasks")
                         time.sleep(0.05)        # pacing against the workers, not a synchronisation
+                    if start == starts[-1]:
+                        self.at_gate.set()
+                        if not self.faults_done.wait(max(0.0, self.deadline - time.monotonic())):
+                            raise TimeoutError("the scheduled faults did not all happen in time")
                     chunk = self.bodies[start:start + self.window]
                     self.published.update(chunk)
                     self.producer.publish_many(chunk, on_confirm=lambda b: self.confirmed.add(b.decode()))
@@ -255,12 +263,15 @@ def run(args):
             records.refresh()
             # Each fault strikes while work remains; a broker or node fault waits until the
             # previous node is back. A fault that never found work to hit is reported.
-            while (events and records.unique >= events[0][0] and work_remains()
-                   and not (events[0][1] != "kill" and node_returning())):
+            # A fault due while the publisher holds back its last chunk strikes at once.
+            while (events and (records.unique >= events[0][0] or publisher.at_gate.is_set())
+                   and work_remains() and not (events[0][1] != "kill" and node_returning())):
                 _, kind = events.popleft()
                 log.info("%s at %d tasks processed", kind, records.unique)
                 fault(kind)
                 records.refresh()
+            if not events:
+                publisher.faults_done.set()
             if work_remains() or node_returning() or not publisher.confirmed <= set(records.counts):
                 return False
             return _queue_empty(target, vhost, queue.name)

@@ -1,0 +1,171 @@
+"""What a user would pick instead of workqueue, for ``make bench``: Dramatiq and Celery.
+
+Benchmark-only (``pip install -e '.[bench]'``): neither is a dependency of the package. Both
+are set up with the same durability as everyone else in the table: durable queue, persistent
+messages, publisher confirms (Dramatiq ``confirm_delivery=True``, Celery/kombu
+``confirm_publish``), ack after the task (Dramatiq acks after the actor returns; Celery
+``task_acks_late``).
+
+Workers mark their first and N-th task in files (``WQ_BENCH_MARKS``), so a drain is timed from
+the first task to the last, without the framework's start-up.
+"""
+
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+MARKS_ENV = "WQ_BENCH_MARKS"
+N_ENV = "WQ_BENCH_N"
+URL_ENV = "WQ_BENCH_CELERY_URL"
+
+
+class Unavailable(Exception):
+    """The library is not installed: the table says so instead of a figure."""
+
+
+def _mark(count):
+    """Called by a peer's task with its running count: note the times of the 1st and N-th."""
+    marks, n = os.environ.get(MARKS_ENV), int(os.environ.get(N_ENV) or 0)
+    if not marks:
+        return
+    if count == 1 or count == n or count % 1000 == 0:
+        name = "first" if count == 1 else "last" if count == n else "progress"
+        with open(os.path.join(marks, name), "w") as f:
+            f.write(f"{time.time()} {count}\n")
+
+
+def read_marks(directory):
+    """(first time, last time or None, count reached)."""
+    def read(name):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                t, count = f.read().split()
+                return float(t), int(count)
+        except (OSError, ValueError):
+            return None, 0
+    first, _ = read("first")
+    last, n = read("last")
+    progress_t, progress = read("progress")
+    return first, last, max(n, progress, 1 if first else 0)
+
+
+# -- Dramatiq ----------------------------------------------------------------------------------
+def _dramatiq():
+    try:
+        import dramatiq
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+    except ImportError:
+        raise Unavailable("dramatiq not installed (pip install -e '.[bench]')") from None
+    return dramatiq, RabbitmqBroker
+
+
+def dramatiq_publish_and_drain(url, queue, n, prefetch, timeout, marks):
+    """Send n tasks (confirmed), then drain them with one worker thread at ``prefetch``.
+
+    Returns (publish seconds, drain seconds, drained)."""
+    dramatiq, RabbitmqBroker = _dramatiq()
+    broker = RabbitmqBroker(url=url, confirm_delivery=True)
+    counter = [0]
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name=f"noop_{queue.replace('-', '_')}",
+                    max_retries=0)
+    def noop(i):
+        counter[0] += 1
+        _mark(counter[0])
+
+    start = time.perf_counter()
+    for i in range(n):
+        noop.send(i)
+    published = time.perf_counter() - start
+
+    os.environ[MARKS_ENV], os.environ[N_ENV] = marks, str(n)
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.queue_prefetch = prefetch
+    worker.start()
+    try:
+        first, last, got = _wait_marks(marks, n, timeout)
+    finally:
+        worker.stop()
+        broker.close()
+        os.environ.pop(MARKS_ENV, None)
+    return published, (last or time.time()) - (first or time.time()), got
+
+
+# -- Celery --------------------------------------------------------------------------------------
+def celery_app():
+    """The Celery app, configured from the environment (the bench and its worker process)."""
+    try:
+        from celery import Celery
+    except ImportError:
+        raise Unavailable("celery not installed (pip install -e '.[bench]')") from None
+    app = Celery("wqbench", broker=os.environ[URL_ENV])
+    app.conf.update(broker_transport_options={"confirm_publish": True}, task_acks_late=True,
+                    task_ignore_result=True, worker_hijack_root_logger=False,
+                    broker_connection_retry_on_startup=True, task_default_delivery_mode="persistent")
+    counter = [0]
+
+    @app.task(name="wqbench.noop")
+    def noop(i):
+        counter[0] += 1
+        _mark(counter[0])
+    return app, noop
+
+
+def celery_url(params):
+    user = urllib.parse.quote(params.credentials.username, safe="")
+    password = urllib.parse.quote(params.credentials.password, safe="")
+    return f"pyamqp://{user}:{password}@{params.host}:{params.port}/{urllib.parse.quote(params.virtual_host, safe='')}"
+
+
+def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
+    """apply_async n tasks (confirmed), then drain them with a solo worker (acks_late).
+
+    Returns (publish seconds, drain seconds, drained)."""
+    os.environ[URL_ENV] = celery_url(params)
+    app, noop = celery_app()
+    start = time.perf_counter()
+    with app.producer_or_acquire() as producer:
+        for i in range(n):
+            noop.apply_async((i,), queue=queue, producer=producer)
+    published = time.perf_counter() - start
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workqueue.bench_peers:celery_worker_app", "worker",
+         "--pool=solo", "--concurrency=1", f"--prefetch-multiplier={prefetch}", "-Q", queue,
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "ERROR"],
+        env={**os.environ, MARKS_ENV: marks, N_ENV: str(n)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        first, last, got = _wait_marks(marks, n, timeout)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(30)
+        app.close()
+    return published, (last or time.time()) - (first or time.time()), got
+
+
+def __getattr__(name):
+    # ``celery -A workqueue.bench_peers:celery_worker_app``: built on first access, in the worker.
+    if name == "celery_worker_app":
+        return celery_app()[0]
+    raise AttributeError(name)
+
+
+def _wait_marks(marks, n, timeout):
+    """Wait for the N-th task's mark, or until progress stops for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        first, last, got = read_marks(marks)
+        if last is not None:
+            return first, last, n
+        if got > seen:
+            seen, deadline = got, time.monotonic() + timeout      # still moving
+        time.sleep(0.05)                                           # polling the marks, with a deadline
+    first, last, got = read_marks(marks)
+    return first, last or time.time(), got

@@ -16,7 +16,7 @@ import pika
 import pika.exceptions
 
 from workqueue._transport import coalesce_writes
-from workqueue.connection import candidates, connect_any, describe, translate
+from workqueue.connection import candidates, describe, translate
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
 from workqueue.queue import QueueSpec
 
@@ -28,6 +28,7 @@ ATTEMPTS_HEADER = "x-workqueue-attempts"
 #: further tasks are already delivered and waiting (prefetch > 1), so a worker that dies
 #: leaves at most its prefetch of done-but-unacknowledged tasks to be redelivered.
 ACK_BATCH = 100
+_COUNT_HEADERS = ("x-delivery-count", "x-acquired-count", ATTEMPTS_HEADER)
 
 #: Errors after which the worker reconnects; anything else ends run().
 _RECONNECTABLE = (
@@ -103,6 +104,7 @@ class Worker:
         self._outstanding = 0            # received, not yet settled (connection thread only)
         self._tasks = queue_module.Queue()
         self._connection = None
+        self._session = None
         self._generation = 0
         self._thread = None
 
@@ -138,12 +140,7 @@ class Worker:
     def stop(self):
         """Stop taking tasks, finish and ack the current one, then return from run()."""
         self._stopping.set()
-        conn = self._connection
-        if conn is not None:
-            try:
-                conn.add_callback_threadsafe(lambda: None)   # wake the I/O loop
-            except Exception:
-                pass
+        self._post(self._wake)
 
     @property
     def stopping(self):
@@ -156,57 +153,37 @@ class Worker:
 
     # -- connection thread ----------------------------------------------------------------
     def _consume(self):
-        self._current, connection = connect_any(self.candidates, self._current)
-        coalesce_writes(connection)
-        self._connection = connection
-        self._generation += 1
-        self._outstanding = 0
-        generation = self._generation
-        try:
-            channel = connection.channel()
+        """One connection's life on pika's SelectConnection I/O loop (this thread): connect to
+        the first broker that answers, declare, consume until stop() or until the connection
+        is lost. Returns after a graceful stop; raises a WorkqueueError otherwise."""
+        error = None
+        for offset in range(len(self.candidates)):
+            index = (self._current + offset) % len(self.candidates)
+            session = _Session(self, index)
             try:
-                self.queue.declare(channel)
-            except (pika.exceptions.ChannelClosedByBroker, pika.exceptions.ConnectionClosedByBroker) as exc:
-                raise QueueRefused(
-                    f"the broker refused queue {self.queue.name!r}: {exc.reply_code} {exc.reply_text}",
-                    exc.reply_code) from None
-            channel.basic_qos(prefetch_count=self.prefetch)
-            on_message = functools.partial(self._on_message, generation)
-            tag = channel.basic_consume(self.queue.name, on_message, auto_ack=self.auto_ack)
-            # The broker cancels a consumer whose queue went away (deleted, or its node lost):
-            # reconnect and consume again rather than wait for deliveries that never come.
-            cancelled_by_broker = []
-            channel.add_on_cancel_callback(cancelled_by_broker.append)
-            log.info("consuming %r on %s (prefetch %s%s)", self.queue.name, describe(self.params),
-                     self.prefetch or "unlimited", ", auto-ack" if self.auto_ack else "")
-            self.on_consuming()
-            cancelled = False
-            while True:
-                connection.process_data_events(time_limit=0.5)
-                if cancelled_by_broker and not self._stopping.is_set():
-                    raise BrokerUnreachable(f"the broker cancelled the consumer of {self.queue.name!r}")
-                if self._stopping.is_set():
-                    if not cancelled:
-                        channel.basic_cancel(tag)
-                        cancelled = True
-                    if self._outstanding == 0:
-                        break
-        finally:
-            self._connection = None
-            if connection.is_open:
-                try:
-                    connection.close()
-                except Exception:
-                    pass
+                return session.run()
+            except BrokerUnreachable as exc:
+                if session.opened or offset == len(self.candidates) - 1:
+                    raise
+                log.info("%s; trying the next broker", exc)
+                error = exc
+        raise error                                       # pragma: no cover - loop always returns/raises
+
+    def _wake(self):
+        """On the connection thread (after stop(), a settle...): finish when stopping and idle."""
+        session = self._session
+        if session is not None:
+            session.check_stop()
 
     def _on_message(self, generation, channel, method, properties, body):
-        headers = dict(properties.headers or {})
-        # Earlier deliveries: quorum queues count them (x-delivery-count on 3.x; on 4.x a
-        # requeue by nack shows only in x-acquired-count); classic queues carry ours.
-        count = max(int(headers.get(h) or 0) for h in ("x-delivery-count", "x-acquired-count", ATTEMPTS_HEADER))
-        delivery = Delivery(body=body, redelivered=method.redelivered,
-                            delivery_count=count, message_id=properties.message_id,
-                            headers=headers)
+        headers = properties.headers
+        count = 0
+        if headers:
+            # Earlier deliveries: quorum queues count them (x-delivery-count on 3.x; on 4.x a
+            # requeue by nack shows only in x-acquired-count); classic queues carry ours.
+            count = max(int(headers.get(h) or 0) for h in _COUNT_HEADERS)
+            headers = dict(headers)
+        delivery = Delivery(body, method.redelivered, count, properties.message_id, headers or {})
         self._outstanding += 1
         self._tasks.put((generation, channel, method.delivery_tag, properties, delivery))
 
@@ -218,6 +195,7 @@ class Worker:
             return
         self._outstanding -= 1
         if self.auto_ack:
+            self._wake()
             return
         if outcome == "ack":
             channel.basic_ack(tag)
@@ -235,6 +213,7 @@ class Worker:
                 channel.basic_ack(tag)
         elif outcome == "reject":
             channel.basic_reject(tag, requeue=False)
+        self._wake()
 
     def _settle_done(self, generation, channel, tag, count):
         """Runs on the connection thread: ack ``count`` done tasks, the last one ``tag``."""
@@ -243,6 +222,7 @@ class Worker:
             return
         self._outstanding -= count
         channel.basic_ack(tag, multiple=count > 1)
+        self._wake()
 
     # -- handler thread -------------------------------------------------------------------
     def _handle_forever(self):
@@ -296,10 +276,126 @@ class Worker:
             return "reject"
 
     def _post(self, callback):
+        """Run ``callback`` on the connection thread (pika is not thread-safe)."""
         conn = self._connection
         if conn is None:
             return
         try:
-            conn.add_callback_threadsafe(callback)
+            conn.ioloop.add_callback_threadsafe(callback)
         except Exception:
             log.info("connection closed before a settle could be sent; the broker redelivers")
+
+
+class _Session:
+    """One connection of a Worker: SelectConnection callbacks, all on the connection thread."""
+
+    def __init__(self, worker, index):
+        self.worker = worker
+        self.index = index
+        self.params = worker.candidates[index]
+        self.opened = False
+        self.error = None
+        self.channel = None
+        self.consumer_tag = None
+        self.consuming = False
+        self.cancel_sent = False
+        self.connection = None
+
+    def run(self):
+        w = self.worker
+        self.connection = pika.SelectConnection(
+            self.params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
+            on_close_callback=self._on_closed)
+        w._connection = self.connection
+        w._session = self
+        try:
+            self.connection.ioloop.start()
+        finally:
+            w._connection = None
+            w._session = None
+        if self.error is not None:
+            raise self.error
+
+    # -- opening ----------------------------------------------------------------------------
+    def _on_open_error(self, _connection, exc):
+        self.error = translate(exc, self.params) or BrokerUnreachable(
+            f"cannot reach the broker at {describe(self.params)}: {exc}")
+        self.connection.ioloop.stop()
+
+    def _on_open(self, connection):
+        w = self.worker
+        self.opened = True
+        w._current = self.index
+        w._generation += 1
+        w._outstanding = 0
+        self.generation = w._generation
+        coalesce_writes(connection)
+        connection.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel):
+        self.channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_cancel_callback(self._on_cancelled_by_broker)
+        self._declare(list(self.worker.queue.declarations()))
+
+    def _declare(self, pending):
+        if not pending:
+            self.channel.basic_qos(prefetch_count=self.worker.prefetch, callback=self._on_qos)
+            return
+        name, durable, arguments = pending[0]
+        self.channel.queue_declare(name, durable=durable, arguments=arguments,
+                                   callback=lambda _frame: self._declare(pending[1:]))
+
+    def _on_qos(self, _frame):
+        w = self.worker
+        on_message = functools.partial(w._on_message, self.generation)
+        self.consumer_tag = self.channel.basic_consume(w.queue.name, on_message, auto_ack=w.auto_ack,
+                                                       callback=self._on_consuming)
+
+    def _on_consuming(self, _frame):
+        w = self.worker
+        self.consuming = True
+        log.info("consuming %r on %s (prefetch %s%s)", w.queue.name, describe(self.params),
+                 w.prefetch or "unlimited", ", auto-ack" if w.auto_ack else "")
+        w.on_consuming()
+        self.check_stop()
+
+    # -- stopping and closing -------------------------------------------------------------------
+    def check_stop(self):
+        """Stopping: cancel the consumer once, then close when no task is outstanding."""
+        w = self.worker
+        if not w._stopping.is_set() or self.connection is None or not self.connection.is_open:
+            return
+        if self.consumer_tag is not None and not self.cancel_sent and self.channel.is_open:
+            self.cancel_sent = True
+            self.channel.basic_cancel(self.consumer_tag)
+        if w._outstanding == 0 or self.consumer_tag is None:
+            self.connection.close()
+
+    def _on_cancelled_by_broker(self, _frame):
+        # The broker cancels a consumer whose queue went away (deleted, or its node lost):
+        # reconnect and consume again rather than wait for deliveries that never come.
+        if not self.worker._stopping.is_set():
+            self.error = BrokerUnreachable(f"the broker cancelled the consumer of {self.worker.queue.name!r}")
+            self.connection.close()
+
+    def _on_channel_closed(self, _channel, reason):
+        if self.error is None and isinstance(reason, (pika.exceptions.ChannelClosedByBroker,
+                                                      pika.exceptions.ConnectionClosedByBroker)):
+            if not self.consuming:                      # refused while declaring or subscribing
+                self.error = QueueRefused(
+                    f"the broker refused queue {self.worker.queue.name!r}: {reason.reply_code} "
+                    f"{reason.reply_text}", reason.reply_code)
+            else:
+                self.error = BrokerUnreachable(f"channel closed by the broker: {reason.reply_code} "
+                                               f"{reason.reply_text}")
+        if self.connection.is_open:
+            self.connection.close()
+
+    def _on_closed(self, _connection, reason):
+        w = self.worker
+        graceful = w._stopping.is_set() and self.error is None
+        if not graceful and self.error is None:
+            self.error = BrokerUnreachable(f"connection to the broker at {describe(self.params)} lost: "
+                                           f"{_reason(reason)}")
+        self.connection.ioloop.stop()

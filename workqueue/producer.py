@@ -13,6 +13,7 @@ the connection), never zero times: at least once, as the workers are.
 """
 
 import collections
+import itertools
 import logging
 import time
 
@@ -97,6 +98,7 @@ class Producer:
         batch = _Batch(iter(bodies), window or self.window, on_confirm)
         self.connect()
         while True:
+            batch.rebase(self._seq + 1)
             self._batch = batch
             self._connection.ioloop.add_callback_threadsafe(self._pump)
             self._watch(batch)
@@ -270,20 +272,26 @@ class Producer:
         if batch is None:
             return
         acked = isinstance(method, pika.spec.Basic.Ack)
-        for tag in batch.confirm(method.delivery_tag, method.multiple):
-            body = batch.forget(tag)
-            if not acked:
-                batch.fail(TaskNotConfirmed(f"task {preview(body)} was nacked by the broker"))
-            elif self._returned and self._returned[body] > 0:
-                self._returned[body] -= 1
-                if not self._returned[body]:
-                    del self._returned[body]
-                batch.fail(TaskNotConfirmed(
-                    f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({self._return_reason})"))
-            else:
-                batch.confirmed += 1
-                if batch.on_confirm is not None:
+        bodies = batch.confirm(method.delivery_tag, method.multiple)
+        if acked and not self._returned:
+            batch.confirmed += len(bodies)
+            if batch.on_confirm is not None:
+                for body in bodies:
                     batch.on_confirm(body)
+        else:
+            for body in bodies:
+                if not acked:
+                    batch.fail(TaskNotConfirmed(f"task {preview(body)} was nacked by the broker"))
+                elif self._returned[body] > 0:
+                    self._returned[body] -= 1
+                    if not self._returned[body]:
+                        del self._returned[body]
+                    batch.fail(TaskNotConfirmed(
+                        f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({self._return_reason})"))
+                else:
+                    batch.confirmed += 1
+                    if batch.on_confirm is not None:
+                        batch.on_confirm(body)
         self._pump()
 
     def _pump(self):
@@ -291,14 +299,10 @@ class Producer:
         if batch is None:
             return
         if batch.error is None:
-            channel = self._channel
-            while batch.unconfirmed < batch.window:
-                body = batch.next_body()
-                if body is None:
-                    break
-                self._seq += 1
-                batch.sent(self._seq, body)
-                channel.basic_publish("", self.queue.name, body, self._properties, mandatory=True)
+            publish, name, properties = self._channel.basic_publish, self.queue.name, self._properties
+            for body in batch.take(batch.window - batch.unconfirmed):
+                publish("", name, body, properties, mandatory=True)
+            self._seq = batch.first_tag + len(batch._unconfirmed) - 1
         # After a failure nothing more is published; outstanding confirms are still awaited.
         if batch.done or (batch.error is not None and batch.unconfirmed == 0):
             batch.done = True
@@ -321,7 +325,11 @@ class Producer:
 
 
 class _Batch:
-    """Book-keeping for one publish_many call: what is sent, confirmed and failed."""
+    """Book-keeping for one publish_many call: what is sent, confirmed and failed.
+
+    Delivery tags on a channel are consecutive, so the unconfirmed bodies are one deque in tag
+    order, the first at ``first_tag``; a tag confirmed alone ahead of the first is kept aside.
+    """
 
     def __init__(self, bodies, window, on_confirm=None):
         self._bodies = bodies
@@ -329,9 +337,9 @@ class _Batch:
         self.on_confirm = on_confirm
         self.lost = False                      # the error is a lost connection (worth a retry)
         self.window = max(1, window)
-        self._pending = collections.deque()    # delivery tags in publish order
-        self._bodies_by_tag = {}
-        self._early = set()                    # tags confirmed singly out of order
+        self._unconfirmed = collections.deque()
+        self.first_tag = 1
+        self._early = set()                    # tags confirmed singly, out of order
         self.exhausted = False
         self.done = False
         self.error = None
@@ -340,57 +348,61 @@ class _Batch:
 
     @property
     def unconfirmed(self):
-        return len(self._pending) - len(self._early)
+        return len(self._unconfirmed) - len(self._early)
 
-    def next_body(self):
-        if self._resend:
-            return self._resend.popleft()
-        if self.exhausted:
-            return None
-        try:
-            body = next(self._bodies)
-        except StopIteration:
-            self.exhausted = True
-            if not self._pending:
-                self.done = True
-            return None
-        return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    def rebase(self, first_tag):
+        """The channel's next delivery tag (nothing is unconfirmed at this point)."""
+        self.first_tag = first_tag
 
-    def sent(self, tag, body):
-        self._pending.append(tag)
-        self._bodies_by_tag[tag] = body
-
-    def body_of(self, tag):
-        return self._bodies_by_tag.get(tag, b"")
-
-    def forget(self, tag):
-        return self._bodies_by_tag.pop(tag, b"")
+    def take(self, count):
+        """Up to ``count`` bodies to publish next (re-sends first), recorded as unconfirmed."""
+        out = []
+        while self._resend and len(out) < count:
+            out.append(self._resend.popleft())
+        if not self.exhausted and len(out) < count:
+            for body in itertools.islice(self._bodies, count - len(out)):
+                out.append(body.encode("utf-8") if isinstance(body, str) else bytes(body))
+            if len(out) < count:
+                self.exhausted = True
+        self._unconfirmed.extend(out)
+        if self.exhausted and not self._unconfirmed and not self._resend:
+            self.done = True
+        return out
 
     def first_unconfirmed(self):
-        for tag in self._pending:
-            if tag not in self._early:
-                return self.body_of(tag)
+        for offset, body in enumerate(self._unconfirmed):
+            if self.first_tag + offset not in self._early:
+                return body
         return b""
 
     def confirm(self, tag, multiple):
-        """Mark confirmed; return the tags newly confirmed."""
+        """Mark confirmed; return the bodies newly confirmed, in tag order."""
         self.progress_at = time.monotonic()
+        pending = self._unconfirmed
         done = []
-        pending = self._pending
         if multiple:
-            while pending and pending[0] <= tag:
-                t = pending.popleft()
-                if t in self._early:
-                    self._early.discard(t)
+            count = min(tag - self.first_tag + 1, len(pending))
+            if count > 0:
+                if self._early:
+                    for offset in range(count):
+                        body = pending.popleft()
+                        if self.first_tag + offset in self._early:
+                            self._early.discard(self.first_tag + offset)
+                        else:
+                            done.append(body)
                 else:
-                    done.append(t)
-        elif pending and pending[0] == tag:
+                    done = [pending.popleft() for _ in range(count)]
+                self.first_tag += count
+        elif tag == self.first_tag and pending:
             done.append(pending.popleft())
-        elif tag in self._bodies_by_tag and tag not in self._early:
+            self.first_tag += 1
+        elif 0 < tag - self.first_tag < len(pending) and tag not in self._early:
             self._early.add(tag)
-            done.append(tag)
-        while pending and pending[0] in self._early:
-            self._early.discard(pending.popleft())
+            done.append(pending[tag - self.first_tag])
+        while pending and self.first_tag in self._early:
+            self._early.discard(self.first_tag)
+            pending.popleft()
+            self.first_tag += 1
         if self.exhausted and not pending and not self._resend:
             self.done = True
         return done
@@ -403,10 +415,10 @@ class _Batch:
     def requeue_unconfirmed(self):
         """After a lost connection: every task not yet confirmed is to be published again, first
         (delivery tags start again at 1 on the next channel)."""
-        again = [self._bodies_by_tag[t] for t in self._pending if t not in self._early]
+        again = [body for offset, body in enumerate(self._unconfirmed)
+                 if self.first_tag + offset not in self._early]
         self._resend.extendleft(reversed(again))
-        self._pending.clear()
-        self._bodies_by_tag.clear()
+        self._unconfirmed.clear()
         self._early.clear()
         self.error = None
         self.lost = False

@@ -1,6 +1,6 @@
 # make demo    a throwaway broker, two workers, round robin then fair dispatch
 # make test    the specification (pytest-bdd) and the package's tests against a real broker
-# make bench   publish/drain throughput, workqueue against raw pika (prints a table)
+# make bench   publish/drain throughput and failure detection: workqueue, raw pika, Dramatiq, Celery (a table)
 # make soak    chaos soak: confirmed tasks, worker kills, broker crashes and restarts, then a checker
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
@@ -22,6 +22,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	touch $@
 
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
+	touch $@
+
 venv: $(BIN)/.installed
 
 rabbitmq:
@@ -33,7 +37,7 @@ demo: venv rabbitmq
 test: venv rabbitmq
 	$(BIN)/pytest --broker=$(BROKER) $(PYTEST_ARGS)
 
-bench: venv rabbitmq
+bench: venv $(BIN)/.bench-installed rabbitmq
 	$(BIN)/python -m workqueue.bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
 
 soak: venv rabbitmq

@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from workqueue.testing import BACKENDS, BrokerError, NoBroker, choose_backend, make_broker, make_cluster
+from workqueue.testing import (BACKENDS, BrokerError, NoBroker, choose_backend, make_broker, make_cluster,
+                               scenario_vhost)
 
 pytest_plugins = [
     "steps.broker",
@@ -95,14 +96,8 @@ def cluster(request):
 @pytest.fixture
 def vhost(broker):
     """A fresh virtual host: every scenario declares its queues anew."""
-    broker.ensure_healthy()
-    name = broker.new_vhost()
-    yield name
-    broker.ensure_healthy()
-    try:
-        broker.delete_vhost(name)
-    except Exception:
-        pass
+    with scenario_vhost(broker) as name:
+        yield name
 
 
 @pytest.fixture

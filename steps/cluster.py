@@ -9,7 +9,7 @@ from pytest_bdd import given, parsers, then, when
 from steps import DEADLINE
 from steps.queues import queue_options, run_cli
 from workqueue import Producer, QueueSpec
-from workqueue.testing import wait_until
+from workqueue.testing import scenario_vhost, wait_until
 from workqueue.testing.processes import WorkerPool
 
 #: Seconds of work per dot for cluster workers: tasks of one dot keep the flow going for a
@@ -23,14 +23,8 @@ BACKLOG = 40
 @pytest.fixture
 def cluster_vhost(cluster):
     """A fresh virtual host on the cluster; any node a scenario left down is started again."""
-    cluster.ensure_healthy()
-    name = cluster.new_vhost()
-    yield name
-    cluster.ensure_healthy()
-    try:
-        cluster.delete_vhost(name)
-    except Exception:
-        pass
+    with scenario_vhost(cluster) as name:
+        yield name
 
 
 @pytest.fixture

@@ -79,6 +79,30 @@ def pika_select_publish(params, queue, n):
     return result["end"] - result["start"]
 
 
+def pika_select_confirmed(params, queue, n):
+    """Raw pika, SelectConnection, confirm mode, everything in flight at once: done at the last
+    confirm. What any confirmed publisher can reach on this broker (it has to persist first)."""
+    result = {}
+    props = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+
+    def on_confirm(frame):
+        if frame.method.delivery_tag >= n and "end" not in result:
+            result["end"] = time.perf_counter()
+            conn.close()
+
+    def on_channel(ch):
+        def publish(_frame):
+            result["start"] = time.perf_counter()
+            for i in range(n):
+                ch.basic_publish("", queue, b"task %d" % i, props)
+        ch.confirm_delivery(on_confirm, callback=publish)
+
+    conn = pika.SelectConnection(params, on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+                                 on_close_callback=lambda c, r: c.ioloop.stop())
+    conn.ioloop.start()
+    return result["end"] - result["start"]
+
+
 def workqueue_publish(params, queue, n, window=1000):
     with Producer(params, QueueSpec(queue)) as producer:
         start = time.perf_counter()
@@ -144,7 +168,9 @@ def measure(broker, n, runs, prefetch, peer_tasks=5000):
     publish_row("raw pika, BlockingConnection, unconfirmed", lambda q: pika_blocking_publish(params, q, n, False))
     publish_row("raw pika, BlockingConnection, wait for each confirm",
                 lambda q: pika_blocking_publish(params, q, max(n // 10, 100), True) * n / max(n // 10, 100))
-    publish_row("workqueue publish_many, pipelined confirms", lambda q: workqueue_publish(params, q, n))
+    publish_row("raw pika, SelectConnection, all in flight, to the last confirm",
+                lambda q: pika_select_confirmed(params, q, n))
+    publish_row("workqueue publish_many, pipelined confirms (window 1000)", lambda q: workqueue_publish(params, q, n))
 
     peer_n = min(n, peer_tasks)
     peer_drains = {}
@@ -157,19 +183,20 @@ def measure(broker, n, runs, prefetch, peer_tasks=5000):
                 with tempfile.TemporaryDirectory() as marks:
                     try:
                         if fn == "dramatiq":
-                            pub, drain, got = bench_peers.dramatiq_publish_and_drain(
-                                broker.url(), q, peer_n, pf, 30, marks)
+                            pub, drain, got, note = bench_peers.dramatiq_publish_and_drain(
+                                broker.url(), q, peer_n, pf, 10, marks)
                         else:
-                            pub, drain, got = bench_peers.celery_publish_and_drain(params, q, peer_n, pf, 30, marks)
+                            pub, drain, got, note = bench_peers.celery_publish_and_drain(
+                                params, q, peer_n, pf, 10, marks)
                     except bench_peers.Unavailable as exc:
                         anomalies = [str(exc)]
                         break
                 rates.append(peer_n / pub)
                 key = f"{'Dramatiq worker, 1 thread' if fn == 'dramatiq' else 'Celery solo worker, acks_late'}, prefetch {pf}"
                 entry = peer_drains.setdefault(pf, {}).setdefault(key, ([], []))
-                entry[0].append(max(got - 1, 0) / max(drain, 1e-6))
-                if got < peer_n:
-                    entry[1].append(f"run {r + 1}: stalled, drained {got}/{peer_n}")
+                entry[0].append(max(got - 1, 0) / drain if drain > 0 else 0.0)
+                if note:
+                    entry[1].append(f"run {r + 1}: {note}, drained {got}/{peer_n}")
             _delete_queue(params, q)
         rows.append(("publish", f"{label} ({peer_n:,} tasks)", rates, anomalies))
 

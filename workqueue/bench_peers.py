@@ -19,6 +19,8 @@ import urllib.parse
 MARKS_ENV = "WQ_BENCH_MARKS"
 N_ENV = "WQ_BENCH_N"
 URL_ENV = "WQ_BENCH_CELERY_URL"
+#: Seconds a peer's drain may run; a slower one is measured on what it drained by then.
+BUDGET = 30.0
 
 
 class Unavailable(Exception):
@@ -30,14 +32,14 @@ def _mark(count):
     marks, n = os.environ.get(MARKS_ENV), int(os.environ.get(N_ENV) or 0)
     if not marks:
         return
-    if count == 1 or count == n or count % 1000 == 0:
+    if count == 1 or count == n or count % 100 == 0:
         name = "first" if count == 1 else "last" if count == n else "progress"
         with open(os.path.join(marks, name), "w") as f:
             f.write(f"{time.time()} {count}\n")
 
 
 def read_marks(directory):
-    """(first time, last time or None, count reached)."""
+    """(first time, time of the N-th or None, count reached, time of the latest mark)."""
     def read(name):
         try:
             with open(os.path.join(directory, name)) as f:
@@ -48,7 +50,8 @@ def read_marks(directory):
     first, _ = read("first")
     last, n = read("last")
     progress_t, progress = read("progress")
-    return first, last, max(n, progress, 1 if first else 0)
+    latest = last or progress_t or first
+    return first, last, max(n, progress, 1 if first else 0), latest
 
 
 # -- Dramatiq ----------------------------------------------------------------------------------
@@ -64,7 +67,7 @@ def _dramatiq():
 def dramatiq_publish_and_drain(url, queue, n, prefetch, timeout, marks):
     """Send n tasks (confirmed), then drain them with one worker thread at ``prefetch``.
 
-    Returns (publish seconds, drain seconds, drained)."""
+    Returns (publish seconds, drain seconds, drained, note on an incomplete drain)."""
     dramatiq, RabbitmqBroker = _dramatiq()
     broker = RabbitmqBroker(url=url, confirm_delivery=True)
     counter = [0]
@@ -85,12 +88,12 @@ def dramatiq_publish_and_drain(url, queue, n, prefetch, timeout, marks):
     worker.queue_prefetch = prefetch
     worker.start()
     try:
-        first, last, got = _wait_marks(marks, n, timeout)
+        first, latest, got, note = _wait_marks(marks, n, timeout)
     finally:
         worker.stop()
         broker.close()
         os.environ.pop(MARKS_ENV, None)
-    return published, (last or time.time()) - (first or time.time()), got
+    return published, _span(first, latest), got, note
 
 
 # -- Celery --------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ def celery_url(params):
 def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
     """apply_async n tasks (confirmed), then drain them with a solo worker (acks_late).
 
-    Returns (publish seconds, drain seconds, drained)."""
+    Returns (publish seconds, drain seconds, drained, note on an incomplete drain)."""
     os.environ[URL_ENV] = celery_url(params)
     app, noop = celery_app()
     start = time.perf_counter()
@@ -137,7 +140,7 @@ def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
         env={**os.environ, MARKS_ENV: marks, N_ENV: str(n)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        first, last, got = _wait_marks(marks, n, timeout)
+        first, latest, got, note = _wait_marks(marks, n, timeout)
     finally:
         worker.terminate()
         try:
@@ -146,7 +149,11 @@ def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
             worker.kill()
             worker.wait(30)
         app.close()
-    return published, (last or time.time()) - (first or time.time()), got
+    return published, _span(first, latest), got, note
+
+
+def _span(first, latest):
+    return (latest - first) if first is not None and latest is not None else 0.0
 
 
 def __getattr__(name):
@@ -156,16 +163,20 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-def _wait_marks(marks, n, timeout):
-    """Wait for the N-th task's mark, or until progress stops for ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+def _wait_marks(marks, n, stall, budget=BUDGET):
+    """Wait for the N-th task's mark; give up when no task is done for ``stall`` seconds or the
+    drain has run ``budget`` seconds. Returns (first time, latest mark time, count, note)."""
+    started = time.monotonic()
+    deadline = started + stall
     seen = 0
-    while time.monotonic() < deadline:
-        first, last, got = read_marks(marks)
+    while True:
+        first, last, got, latest = read_marks(marks)
         if last is not None:
-            return first, last, n
+            return first, last, n, None
         if got > seen:
-            seen, deadline = got, time.monotonic() + timeout      # still moving
+            seen, deadline = got, time.monotonic() + stall        # still moving
+        if time.monotonic() > deadline:
+            return first, latest, got, f"stalled: no task done for {stall:g} s"
+        if first is not None and time.monotonic() - started > budget:
+            return first, latest, got, f"partial: time budget of {budget:g} s"
         time.sleep(0.05)                                           # polling the marks, with a deadline
-    first, last, got = read_marks(marks)
-    return first, last or time.time(), got

@@ -18,6 +18,7 @@ from workqueue.testing.base import (
     BrokerError,
     NoBroker,
     free_port,
+    scenario_vhost,
     wait_until,
 )
 
@@ -79,4 +80,4 @@ def make_cluster(kind=None, size=3, **kwargs):
 
 
 __all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "NoBroker",
-           "choose_backend", "free_port", "make_broker", "make_cluster", "wait_until"]
+           "choose_backend", "free_port", "make_broker", "make_cluster", "scenario_vhost", "wait_until"]

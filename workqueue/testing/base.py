@@ -1,5 +1,6 @@
 """The one broker interface that tests, the demo and the benchmarks use."""
 
+import contextlib
 import logging
 import secrets
 import socket
@@ -57,7 +58,47 @@ def wait_until(predicate, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
-class Broker:
+class Target:
+    """What brokers and clusters share: ``with`` starts, and closes on the way out (also when
+    the start itself fails half-way); virtual hosts through the management API."""
+
+    def new_vhost(self, prefix="scenario"):
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        self.management.create_vhost(name)
+        return name
+
+    def delete_vhost(self, name):
+        self.management.delete_vhost(name)
+
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@contextlib.contextmanager
+def scenario_vhost(target):
+    """A fresh virtual host on a broker or cluster for one scenario; whatever the scenario
+    stopped or crashed is started again before and after, and the vhost is deleted."""
+    target.ensure_healthy()
+    name = target.new_vhost()
+    try:
+        yield name
+    finally:
+        target.ensure_healthy()
+        try:
+            target.delete_vhost(name)
+        except Exception:
+            pass
+
+
+class Broker(Target):
     """A RabbitMQ broker a test can start, stop, crash and start again.
 
     Throwaway brokers listen on 127.0.0.1 only, on ports chosen once (so the URL stays the same
@@ -112,16 +153,6 @@ class Broker:
     def close(self):
         """Stop and remove everything this broker made (process or container, data)."""
         raise NotImplementedError
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- readiness ----------------------------------------------------------------------------
     def is_ready(self):
@@ -192,14 +223,7 @@ class Broker:
     def major(self):
         return int(self.version.split(".")[0])
 
-    # -- vhosts, rabbitmqctl, logs ------------------------------------------------------------
-    def new_vhost(self, prefix="scenario"):
-        name = f"{prefix}-{secrets.token_hex(4)}"
-        self.management.create_vhost(name)
-        return name
-
-    def delete_vhost(self, name):
-        self.management.delete_vhost(name)
+    # -- rabbitmqctl, logs ---------------------------------------------------------------------
 
     def ctl(self, *args):
         """Run rabbitmqctl against this broker and return its stdout."""

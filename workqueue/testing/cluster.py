@@ -18,12 +18,12 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from workqueue.testing.base import BrokerError, free_port, wait_until
+from workqueue.testing.base import BrokerError, Target, free_port, wait_until
 
 log = logging.getLogger(__name__)
 
 
-class Cluster:
+class Cluster(Target):
     """``size`` brokers joined into one cluster; usable as a context manager."""
 
     kind = "abstract"
@@ -56,16 +56,6 @@ class Cluster:
 
     def _close_shared(self):
         pass
-
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- nodes --------------------------------------------------------------------------------
     @property
@@ -154,13 +144,6 @@ class Cluster:
         """One pika.ConnectionParameters per node, first node first."""
         return [m.params(vhost, **kwargs) for m in self.members]
 
-    def new_vhost(self, prefix="scenario"):
-        name = f"{prefix}-{secrets.token_hex(4)}"
-        self.management.create_vhost(name)
-        return name
-
-    def delete_vhost(self, name):
-        self.management.delete_vhost(name)
 
     @property
     def version(self):

@@ -15,7 +15,7 @@ def result(confirmed, processed, published=None, kills=0, crashes=0, restarts=0,
     return soak.Result(args=args, version="x", kind="node", boot=0, wall=1, published=set(published or confirmed),
                        confirmed=set(confirmed), counts=collections.Counter(processed),
                        chaos=soak.Chaos(kills=kills, crashes=crashes, restarts=restarts), producer_error=None,
-                       timed_out=None, producer_reconnections=0, worker_reconnections=0, workers_started=2,
+                       timed_out=None, producer_reconnections=0, worker_reconnections=0, resent_after_nack=0, workers_started=2,
                        unfired=0)
 
 

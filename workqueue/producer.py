@@ -48,7 +48,8 @@ class Producer:
     ``declare=False`` publishes without declaring the queue (a missing queue is then reported as
     unroutable). ``persistent=False`` sends transient messages (lost on a broker restart).
     ``params`` is one pika ConnectionParameters or several; ``reconnect_timeout`` (seconds, 0 =
-    never) is how long publish_many keeps trying to reconnect after losing its connection.
+    never) is how long publish_many keeps trying to reconnect after losing its connection, and
+    to publish again tasks the broker nacks (as a quorum queue does while it elects a leader).
     """
 
     def __init__(self, params, queue=None, *, persistent=True, declare=True, window=1000,
@@ -57,6 +58,7 @@ class Producer:
         self._current = 0
         self.reconnect_timeout = reconnect_timeout
         self.reconnections = 0
+        self.resent_after_nack = 0
         self.queue = queue or QueueSpec()
         self.persistent = persistent
         self.declare = declare
@@ -273,6 +275,8 @@ class Producer:
             return
         acked = isinstance(method, pika.spec.Basic.Ack)
         bodies = batch.confirm(method.delivery_tag, method.multiple)
+        if acked:
+            batch.nacked_since = None
         if acked and not self._returned:
             batch.confirmed += len(bodies)
             if batch.on_confirm is not None:
@@ -281,7 +285,7 @@ class Producer:
         else:
             for body in bodies:
                 if not acked:
-                    batch.fail(TaskNotConfirmed(f"task {preview(body)} was nacked by the broker"))
+                    self._on_nack(batch, body)
                 elif self._returned[body] > 0:
                     self._returned[body] -= 1
                     if not self._returned[body]:
@@ -292,7 +296,24 @@ class Producer:
                     batch.confirmed += 1
                     if batch.on_confirm is not None:
                         batch.on_confirm(body)
+        if not acked and batch.error is None:
+            # The broker did not take these (e.g. a quorum queue electing a leader): try again
+            # shortly rather than at once.
+            self._connection.ioloop.call_later(0.1, self._pump)
+            return
         self._pump()
+
+    def _on_nack(self, batch, body):
+        """A nacked task: an error, or (with reconnect_timeout) sent again while nacks have not
+        gone on for longer than that."""
+        now = time.monotonic()
+        if batch.nacked_since is None:
+            batch.nacked_since = now
+        if self.reconnect_timeout > 0 and now - batch.nacked_since < self.reconnect_timeout:
+            batch.resend(body)
+            self.resent_after_nack += 1
+            return
+        batch.fail(TaskNotConfirmed(f"task {preview(body)} was nacked by the broker"))
 
     def _pump(self):
         batch = self._batch
@@ -336,6 +357,7 @@ class _Batch:
         self._resend = collections.deque()     # unconfirmed when a connection was lost
         self.on_confirm = on_confirm
         self.lost = False                      # the error is a lost connection (worth a retry)
+        self.nacked_since = None               # first nack since the last ack
         self.window = max(1, window)
         self._unconfirmed = collections.deque()
         self.first_tag = 1
@@ -406,6 +428,11 @@ class _Batch:
         if self.exhausted and not pending and not self._resend:
             self.done = True
         return done
+
+    def resend(self, body):
+        """Publish ``body`` again (after a nack), before any new task."""
+        self._resend.append(body)
+        self.done = False
 
     def fail(self, error, lost=False):
         if self.error is None:

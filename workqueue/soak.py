@@ -289,6 +289,7 @@ def run(args):
                       published=publisher.published, confirmed=publisher.confirmed, counts=records.counts,
                       chaos=chaos, producer_error=publisher.error, timed_out=timed_out,
                       producer_reconnections=publisher.producer.reconnections,
+                      resent_after_nack=publisher.producer.resent_after_nack,
                       worker_reconnections=workers.reconnections(), workers_started=workers.started,
                       unfired=len(events))
 
@@ -318,6 +319,7 @@ class Result:
     timed_out: str | None
     producer_reconnections: int
     worker_reconnections: int
+    resent_after_nack: int
     workers_started: int
     unfired: int
 
@@ -376,6 +378,7 @@ class Result:
             (f"{fault} crashes", self.chaos.crashes, "kill -9 / docker kill, then start on the same data"),
             (f"graceful {fault} restarts", self.chaos.restarts, "stop, then start"),
             ("producer reconnections", self.producer_reconnections, "unconfirmed tasks re-sent each time"),
+            ("re-sent after a nack", self.resent_after_nack, "tasks the broker nacked (no leader yet), sent again"),
             ("worker reconnections", self.worker_reconnections, f"over {self.workers_started} worker processes"),
             ("wall time", f"{self.wall:.0f} s", f"from the first publish to the last task; boot {self.boot:.0f} s"),
         ]

@@ -15,7 +15,7 @@ import threading
 import pika
 import pika.exceptions
 
-from workqueue._transport import coalesce_writes
+from workqueue._transport import send_immediately
 from workqueue.connection import candidates, describe, translate
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
 from workqueue.queue import QueueSpec
@@ -329,7 +329,7 @@ class _Session:
         w._generation += 1
         w._outstanding = 0
         self.generation = w._generation
-        coalesce_writes(connection)
+        send_immediately(connection)
         connection.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel):

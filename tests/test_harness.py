@@ -37,7 +37,7 @@ def test_a_broker_keeps_its_url_and_durable_data_across_restart_and_crash(reques
 
 def _identity(broker):
     if broker.kind == "node":
-        return {"pids": [broker.pid, broker.epmd.pid], "dir": broker.base}
+        return {"pids": [broker.pid, broker.epmd.pid], "dir": broker.base, "epmd": broker.epmd}
     return {"container": broker.container_id}
 
 
@@ -47,6 +47,8 @@ def _assert_gone(leftovers):
             os.kill(pid, 0)
     if "dir" in leftovers:
         assert not leftovers["dir"].exists()
+    if "epmd" in leftovers:
+        assert leftovers["epmd"].strays() == []
     if leftovers.get("container"):
         import docker
         client = docker.from_env()

@@ -78,6 +78,31 @@ class Epmd:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        # A node or rabbitmqctl that could not reach this epmd in time (a loaded machine) starts
+        # ``epmd -daemon`` on the same private port, which outlives everything: end those too.
+        for pid in self.strays():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def strays(self):
+        """Pids of epmd processes other than ours started with this epmd's private port."""
+        mine = f"ERL_EPMD_PORT={self.port}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or (self.process is not None and int(entry) == self.process.pid):
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"epmd" not in f.read().split(b"\0")[0]:
+                        continue
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if mine in f.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+        return found
 
 
 class NodeBroker(Broker):

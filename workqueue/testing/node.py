@@ -10,12 +10,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from mirakuru.exceptions import ProcessExitedWithError
 from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
-from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port
+from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, port_open, wait_until
 
 SERVER = os.environ.get("WORKQUEUE_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
 CTL = os.environ.get("WORKQUEUE_RABBITMQCTL", "/usr/lib/rabbitmq/bin/rabbitmqctl")
@@ -58,17 +59,25 @@ class Epmd:
     def __init__(self):
         self.port = free_port()
         self.process = None
+        self._lock = threading.Lock()       # a cluster's nodes start in parallel: one epmd only
 
     def ensure(self):
-        if self.process is not None and self.process.poll() is None:
-            return
-        epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
-        if epmd is None:
-            raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
-        self.process = subprocess.Popen(
-            [epmd, "-port", str(self.port), "-address", "127.0.0.1"],
-            env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """Start it unless it runs, and wait until it listens (a node that finds no epmd starts
+        its own ``epmd -daemon``)."""
+        with self._lock:
+            if self.process is not None and self.process.poll() is None:
+                return
+            epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
+            if epmd is None:
+                raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
+            self.process = subprocess.Popen(
+                [epmd, "-port", str(self.port), "-address", "127.0.0.1"],
+                env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_until(lambda: port_open(self.port) or self.process.poll() is not None, 30,
+                       f"epmd to listen on 127.0.0.1:{self.port}", 0.02)
+            if self.process.poll() is not None:
+                raise BrokerError(f"epmd could not listen on 127.0.0.1:{self.port} (exit {self.process.returncode})")
 
     @property
     def pid(self):
@@ -87,21 +96,27 @@ class Epmd:
                 pass
 
     def strays(self):
-        """Pids of epmd processes other than ours started with this epmd's private port."""
-        mine = f"ERL_EPMD_PORT={self.port}".encode()
+        """Pids of epmd processes, other than the one this object runs, on its private port:
+        started with ``-port <port>`` or with ERL_EPMD_PORT=<port> in their environment."""
+        port = str(self.port).encode()
+        mine = b"ERL_EPMD_PORT=" + port
         found = []
         for entry in os.listdir("/proc"):
-            if not entry.isdigit() or (self.process is not None and int(entry) == self.process.pid):
+            if not entry.isdigit() or (self.process is not None and int(entry) == self.process.pid
+                                       and self.process.poll() is None):
                 continue
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"epmd" not in f.read().split(b"\0")[0]:
-                        continue
+                    argv = f.read().split(b"\0")
+                if b"epmd" not in argv[0]:
+                    continue
                 with open(f"/proc/{entry}/environ", "rb") as f:
-                    if mine in f.read().split(b"\0"):
-                        found.append(int(entry))
+                    environ = f.read().split(b"\0")
             except OSError:
                 continue
+            ported = any(a == b"-port" and b == port for a, b in zip(argv, argv[1:]))
+            if ported or mine in environ:
+                found.append(int(entry))
         return found
 
 

@@ -2,10 +2,12 @@
 # make test    the specification (pytest-bdd) and the package's tests against a real broker
 # make bench   publish/drain throughput and failure detection: workqueue, raw pika, Dramatiq, Celery (a table)
 # make soak    chaos soak: confirmed tasks, worker kills, broker crashes and restarts, then a checker
+# make mutants each mechanism switched off in a scratch copy; its scenarios must fail (a table)
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
 #   PYTEST_ARGS=...                  extra pytest arguments
 #   SOAK_ARGS=...                    soak options (python -m workqueue.soak --help), e.g. --cluster
+#   MUTANTS_ARGS=...                 mutants options (python -m mutants --help), e.g. --only auto-ack
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,9 +15,10 @@ BROKER ?= auto
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 BENCH_ARGS ?=
+MUTANTS_ARGS ?= --jobs 2
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench soak venv rabbitmq clean
+.PHONY: demo test bench soak mutants venv rabbitmq clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +45,10 @@ bench: venv $(BIN)/.bench-installed rabbitmq
 
 soak: venv rabbitmq
 	$(BIN)/python -m workqueue.soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
+
+# The mutants run on the node backend unless BROKER names the container one.
+mutants: venv rabbitmq
+	$(BIN)/python -m mutants --broker=$(if $(filter container,$(BROKER)),container,node) $(MUTANTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports *.egg-info

@@ -8,6 +8,8 @@ leaves it healthy for the next.
 """
 
 import os
+import pathlib
+import tomllib
 
 import pytest
 
@@ -34,7 +36,14 @@ def pytest_addoption(parser):
                          "http://<host>:15672 unless WORKQUEUE_MANAGEMENT_URL says otherwise)")
 
 
+#: Known RabbitMQ defects, by id: the scenarios tagged @defect_<id> are strict expected failures
+#: on the versions each lists.
+DEFECTS = tomllib.loads((pathlib.Path(__file__).parent / "features" / "defects.toml").read_text())
+
+
 def pytest_configure(config):
+    for key, defect in DEFECTS.items():
+        config.addinivalue_line("markers", f"defect_{key}: RabbitMQ defect: {defect['title']}")
     if config.option.broker_url:
         os.environ["WORKQUEUE_BROKER_URL"] = config.option.broker_url
     if config.option.collectonly or config.option.help:
@@ -106,7 +115,8 @@ def amqp_url(broker, vhost):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Deselect scenarios of the other RabbitMQ major; skip broker control on --broker=url."""
+    """Deselect scenarios of the other RabbitMQ major; mark known broker defects as strict
+    expected failures on their versions; skip broker control on --broker=url."""
     backend = getattr(config, "_workqueue_backend", None)
     if backend is None:
         return
@@ -117,6 +127,16 @@ def pytest_collection_modifyitems(config, items):
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if not item.get_closest_marker(other)]
+    defects = {key: d for key, d in DEFECTS.items() if any(item.get_closest_marker(f"defect_{key}") for item in items)}
+    version = session_broker(config).version if defects else None
+    for key, defect in defects.items():
+        if version not in defect["versions"]:
+            continue                    # not known to fail here: the scenario must pass
+        reason = (f"RabbitMQ {version} defect {key}: {defect['title']} ({', '.join(defect['references'])}); "
+                  f"if this passes, the defect is gone on {version}: update features/defects.toml")
+        for item in items:
+            if item.get_closest_marker(f"defect_{key}"):
+                item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
     for item in items:
         if backend == "url" and item.get_closest_marker("broker_control"):
             item.add_marker(pytest.mark.skip(

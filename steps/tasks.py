@@ -1,9 +1,11 @@
 """Tasks: sending them with the workqueue Producer, and what the workers did with them."""
 
+import dataclasses
 import os
 import secrets
 import subprocess
 import sys
+import threading
 
 import pytest
 from pytest_bdd import given, parsers, then, when
@@ -56,6 +58,66 @@ def _(send, count):
 @when("a heavy task is sent, then 5 light tasks", target_fixture="sent_tasks")
 def _(send):
     return send([HEAVY_TASK] + [LIGHT_TASK.format(n=n) for n in range(1, 6)])
+
+
+@dataclasses.dataclass
+class Sending:
+    """What a producer did while the broker went away under it."""
+    tasks: list
+    confirmed: list
+    reconnections: int
+    error: Exception | None
+
+
+@when(parsers.parse("{count:d} tasks are sent while the broker crashes and recovers"),
+      target_fixture="sending")
+def _(broker, vhost, queue_spec, count):
+    tasks = [f"task {n}" for n in range(1, count + 1)]
+    confirmed, errors, halfway = [], [], threading.Event()
+
+    def on_confirm(body):
+        confirmed.append(body.decode())
+        if len(confirmed) == count // 2:
+            halfway.set()
+
+    # A small window keeps tasks in flight (sent, not yet confirmed) when the broker dies.
+    producer = Producer(broker.params(vhost), queue_spec, window=100, reconnect_timeout=DEADLINE)
+
+    def produce():
+        try:
+            with producer:
+                producer.publish_many(tasks, on_confirm=on_confirm)
+        except Exception as exc:  # reported by the Then steps
+            errors.append(exc)
+        finally:
+            halfway.set()
+
+    thread = threading.Thread(target=produce, name="crash-producer", daemon=True)
+    thread.start()
+    assert halfway.wait(DEADLINE), "half the tasks were not confirmed in time"
+    broker.crash_and_recover()
+    thread.join(DEADLINE * 2)
+    assert not thread.is_alive(), "the producer did not finish"
+    return Sending(tasks, confirmed, producer.reconnections, errors[0] if errors else None)
+
+
+@then("every task is confirmed, after a reconnection")
+def _(sending):
+    assert sending.error is None, sending.error
+    assert sending.reconnections >= 1, "the producer never lost its connection"
+    missing = set(sending.tasks) - set(sending.confirmed)
+    assert not missing, f"{len(missing)} task(s) never confirmed, e.g. {sorted(missing)[:5]}"
+
+
+@then("a worker does every task at least once")
+def _(workers, sending):
+    worker = workers.start("survivor", "--prefetch", "100")
+    expected = set(sending.tasks)
+    # Polled (not checked at each of thousands of lines): finished() reads every line.
+    wait_until(lambda: expected <= set(worker.finished()) or worker.process.poll() is not None, DEADLINE,
+               f"all {len(expected)} tasks finished", interval=0.5)
+    assert worker.process.poll() is None, worker.errors[-5:]
+    assert set(worker.received()) == expected, sorted(expected - set(worker.finished()))[:5]
 
 
 def wait_all_done(workers, tasks):

@@ -7,6 +7,7 @@ from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
 from steps.queues import queue_options
+from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
 
 POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
@@ -128,32 +129,45 @@ def _(workers, name):
 @then(parsers.parse('"{name}" does the long task and the {count:d} tasks, each at least once'))
 def _(workers, name, count, long_task, sent_tasks):
     worker = workers[name]
-    expected = [long_task] + list(sent_tasks)
-    worker.wait_for(lambda _l: all(t in worker.received() for t in expected)
-                    and worker.done_count() >= len(set(worker.received())), DEADLINE,
-                    f"{expected!r} done")
-    assert set(worker.received()) == set(expected), worker.received()
+    expected = {long_task, *sent_tasks}
+    assert len(expected) == count + 1, expected
+    # Each task finished (its Received line followed by its Done line), as a set: a task done
+    # twice must not stand in for one never done.
+    worker.wait_for(lambda _l: expected <= set(worker.finished()), DEADLINE,
+                    f"each of {sorted(expected)!r} finished")
+    assert set(worker.received()) == expected, worker.received()
+
+
+#: Heartbeats to keep watching after the task is done: a connection the broker dropped during
+#: the task shows only then (the ack fails, the worker reconnects, the task comes back).
+HEARTBEATS_WATCHED_AFTER = 5
 
 
 @then(parsers.parse('"{name}" does that task once, on the same connection'))
 def _(workers, name, long_task):
     worker = workers[name]
     worker.wait_done(1, DEADLINE)
+    heartbeat = float(worker.option("--heartbeat"))
+    with pytest.raises(TimeoutError):
+        worker.wait_for(lambda _l: worker.consuming_count() > 1 or len(worker.deliveries()) > 1,
+                        HEARTBEATS_WATCHED_AFTER * heartbeat, "a second connection or a second delivery")
     assert worker.deliveries() == [(long_task, False)], worker.lines
-    assert sum("Waiting for messages" in line for line in worker.lines) == 1, worker.lines
-    assert worker.process.poll() is None
+    assert worker.consuming_count() == 1, worker.lines
+    assert worker.process.poll() is None, worker.errors
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" tries "(?P<poison>[^"]+)" (?P<times>\d+) times and does (?P<tasks>.+)$'))
-def _(workers, name, poison, times, tasks):
+def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
     worker = workers[name]
     good = quoted(tasks)
-    worker.wait_for(lambda _l: worker.received().count(poison) >= int(times)
-                    and worker.done_count() >= len(good), DEADLINE,
-                    f"{poison!r} tried {times} times and {good!r} done")
+    # Count the tries once the task has left for the dead-letter queue: no try can follow.
+    wait_until(lambda: broker.message_count(queue_spec.dead_letter, vhost), DEADLINE,
+               f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}; "
+               f"tried {worker.received().count(poison)} times so far")
+    worker.wait_for(lambda _l: set(good) <= set(worker.finished()), DEADLINE, f"{good!r} done")
     assert worker.received().count(poison) == int(times), worker.lines
     assert sorted(t for t in worker.received() if t != poison) == sorted(good)
-    assert worker.process.poll() is None
+    assert worker.process.poll() is None, worker.errors
 
 
 @then(parsers.parse('"{name}" does the long task, flagged as redelivered'))

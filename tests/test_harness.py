@@ -81,3 +81,22 @@ def test_no_rabbitmq_server_fails_the_run_in_one_line(tmp_path):
     lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert "rabbitmq-server" in lines[0] and "not found" in lines[0]
+
+
+def test_the_url_backend_is_green_against_a_stock_guest_broker(request):
+    """A user's own broker with the default guest:guest user (as `pytest --broker=url` would
+    meet it): the url backend makes its own user with a generated password, so "no password
+    in the output" looks for a secret that appears nowhere else, not for the word guest."""
+    stock = make_broker(request.config._workqueue_backend, username="guest", password="guest")
+    with stock:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--broker=url",
+             f"--broker-url=amqp://guest:guest@127.0.0.1:{stock.port}/%2F",
+             "tests/test_production.py", "-k", "given_input or refuses_to_lose", "tests/test_declaration.py"],
+            env={**os.environ, "WORKQUEUE_MANAGEMENT_URL": stock.management_url},
+            capture_output=True, text=True, timeout=300)
+        users = {u["name"] for u in stock.management.request("GET", "/api/users")}
+    summary = run.stdout.strip().splitlines()[-1]
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    assert users == {"guest"}, f"the run's own user was left behind: {users}"

@@ -128,6 +128,18 @@ def test_status_with_a_wrong_password_says_so_in_one_line(broker, vhost):
     assert len(run.stderr.splitlines()) == 1 and "not-the-password" not in run.stderr
 
 
+def test_a_statistic_the_api_has_not_reported_is_unknown_not_zero():
+    """Just after a declaration or a restart the management API omits a queue's statistics:
+    the library says None and the status command prints ?, never 0 (0 would let "the queue
+    holds no tasks" pass before any number exists)."""
+    from workqueue.management import queue_row
+    from workqueue.status import format_table
+    fresh = queue_row({"name": "task_queue", "consumers": 0})
+    assert fresh == {"name": "task_queue", "messages_ready": None, "messages_unacknowledged": None,
+                     "consumers": 0}
+    assert format_table([fresh]).splitlines()[1].split() == ["task_queue", "?", "?", "0"]
+
+
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}       # 127.0.0.1, ::1 in /proc/net
 
 

@@ -40,8 +40,9 @@ def test_an_unconfirmed_task_is_not_lost_but_the_run_is_incomplete():
     assert r.failures() == ["only 1 of 2 tasks confirmed"]
 
 
-@pytest.mark.parametrize("extra, ok", [(10 * 2 + 1 * (10 + 100), True), (10 * 2 + 1 * (10 + 100) + 1, False)])
-def test_duplicates_are_bounded_by_kills_crashes_prefetch_and_window(extra, ok):
+# 2 kills x prefetch 10 + 1 crash x (2 workers x prefetch 10 + window 100)
+@pytest.mark.parametrize("extra, ok", [(10 * 2 + 1 * (2 * 10 + 100), True), (10 * 2 + 1 * (2 * 10 + 100) + 1, False)])
+def test_duplicates_are_bounded_by_kills_crashes_workers_prefetch_and_window(extra, ok):
     r = result(["a"], ["a"] * (1 + extra), kills=2, crashes=1)
     assert r.duplicates == extra and (r.failures() == []) is ok
 
@@ -64,3 +65,123 @@ def test_the_worker_handler_appends_one_line_per_task(tmp_path, monkeypatch):
     soak.record(Delivery(body=b"run:2"))
     os.close(soak._record_fd)
     assert (tmp_path / f"{os.getpid()}.done").read_bytes() == b"run:1\nrun:2\n"
+
+
+# -- whole runs: each ends by itself with a verdict, and leaves nothing behind -------------------
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from workqueue.testing import wait_until  # noqa: E402
+
+needs_broker_control = pytest.mark.broker_control
+
+
+def test_a_worker_that_exits_on_its_own_is_reported_with_its_code_and_last_lines(tmp_path):
+    workers = soak.Workers(["amqp://u:p@127.0.0.1:notaport/"], ["--queue", "soak"], 1, str(tmp_path))
+    process = workers.start()
+    process.wait(60)
+    [line] = workers.exited_on_their_own()
+    assert "worker w0" in line and "code 2" in line and "malformed broker URL" in line, line
+
+
+def _soak(backend, *args):
+    return subprocess.Popen([sys.executable, "-m", "workqueue.soak", "--broker", backend, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def _descendants(pid):
+    """Pids of every process below ``pid`` (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _wait_workers(run, count=2):
+    """The pids of the soak's worker processes, once ``count`` of them run."""
+    def workers():
+        found = [p for p in _descendants(run.pid) if "workqueue.worker" in _cmdline(p)]
+        return found if len(found) >= count else None
+    return wait_until(workers, 120, f"the soak's {count} workers")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@needs_broker_control
+def test_a_run_in_which_nothing_moves_fails_within_the_stall_time(request):
+    """Tasks of 4 s, a stall limit of 1 s: the run ends as FAIL naming the stall, not at --max-seconds."""
+    run = _soak(request.config._workqueue_backend, "-n", "4", "--workers", "1", "--prefetch", "1",
+                "--kills", "0", "--crashes", "0", "--restarts", "0", "--work-ms", "4000",
+                "--stall-seconds", "1", "--max-seconds", "300")
+    out, err = run.communicate(timeout=240)
+    assert run.returncode == 1, (out, err)
+    assert "verdict: FAIL" in out and "no task processed or confirmed for 1 s" in out, out
+
+
+@needs_broker_control
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(request, sig):
+    run = _soak(request.config._workqueue_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
+                "--crashes", "0", "--restarts", "0", "--work-ms", "5")
+    try:
+        _wait_workers(run)
+        everything = _descendants(run.pid)
+        run.send_signal(sig)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, (run.returncode, err)
+    assert err.strip().splitlines() == ["soak: interrupted; every broker and worker it started is stopped"], err
+    wait_until(lambda: not [p for p in everything if _alive(p)], 60,
+               f"every process the soak started to end: {[_cmdline(p)[:80] for p in everything if _alive(p)]}")
+
+
+@needs_broker_control
+def test_workers_of_a_soak_killed_outright_exit_by_themselves(request):
+    run = _soak(request.config._workqueue_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
+                "--crashes", "0", "--restarts", "0", "--work-ms", "5")
+    everything = []
+    try:
+        workers = _wait_workers(run)
+        everything = _descendants(run.pid)
+        run.kill()
+        run.wait(30)
+        wait_until(lambda: not [p for p in workers if _alive(p)], 60, "the orphaned workers to exit")
+    finally:
+        # The broker of a soak killed outright is not the workers' concern: end it here, by pid.
+        for pid in everything:
+            if _alive(pid) and "workqueue.worker" not in _cmdline(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        run.stdout.close()
+        run.stderr.close()

@@ -23,7 +23,7 @@ from workqueue.consumer import Worker
 from workqueue.producer import Producer
 from workqueue.queue import QueueSpec
 from workqueue.testing import make_broker, wait_until
-from workqueue.testing.processes import WorkerProcess
+from workqueue.testing.processes import WorkerProcess, stopped_by_signals
 
 MARKS_ENV = "WQ_BENCH_TASK_MARKS"
 
@@ -324,7 +324,7 @@ def main(argv=None):
     p.add_argument("--no-latency", action="store_true", help="skip the failure-detection rows")
     p.add_argument("--broker", default=None, choices=("auto", "node", "container"))
     args = p.parse_args(argv)
-    with make_broker(args.broker) as broker:
+    with stopped_by_signals("bench"), make_broker(args.broker) as broker:
         rows = measure(broker, args.n, args.runs, args.prefetch, args.peer_tasks)
         latencies = () if args.no_latency else latency(broker, args.runs)
         print(format_table(rows, broker, args.n, args.runs, latencies), flush=True)

@@ -16,6 +16,8 @@ import sys
 import time
 import urllib.parse
 
+from workqueue.testing.processes import die_with_parent
+
 MARKS_ENV = "WQ_BENCH_MARKS"
 N_ENV = "WQ_BENCH_N"
 URL_ENV = "WQ_BENCH_CELERY_URL"
@@ -138,7 +140,8 @@ def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
          "--pool=solo", "--concurrency=1", f"--prefetch-multiplier={prefetch}", "-Q", queue,
          "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "ERROR"],
         env={**os.environ, MARKS_ENV: marks, N_ENV: str(n)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent)
     try:
         first, latest, got, note = _wait_marks(marks, n, timeout)
     finally:

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from workqueue.connection import DEFAULT_URL, parameters_from_url
+from workqueue.connection import DEFAULT_URL, parameters_from_url, scrub, secrets_of
 from workqueue.errors import EXIT_CODES, WorkqueueError
 from workqueue.queue import QueueSpec
 
@@ -65,19 +65,41 @@ def params_from(args):
     return params[0] if len(params) == 1 else params
 
 
-def configure_logging(verbose):
+def secrets_from(args):
+    """Every password in the broker URLs (and management URL) the tool was given."""
+    urls = list(urls_from(args)) + [getattr(args, "management_url", None) or ""]
+    return set().union(*(secrets_of(url) for url in urls))
+
+
+class _Scrubbing(logging.Filter):
+    """Hides the given secrets in every log record (a last line of defence behind redact())."""
+
+    def __init__(self, secrets):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record):
+        if self.secrets:
+            record.msg, record.args = scrub(record.getMessage(), self.secrets), None
+        return True
+
+
+def configure_logging(verbose, secrets=()):
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Scrubbing(set(secrets)))
     if verbose < 2:
         logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
-def reporting(prog):
-    """Turn WorkqueueErrors into one line on stderr and their exit code, with no traceback."""
+def reporting(prog, secrets=()):
+    """Turn WorkqueueErrors into one line on stderr and their exit code, with no traceback;
+    ``secrets`` (the passwords of the URLs given) never appear in that line."""
     try:
         yield
     except WorkqueueError as exc:
-        message = " ".join(str(exc).split())          # one line, whatever the broker said
+        message = scrub(" ".join(str(exc).split()), secrets)     # one line, whatever the broker said
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(exc.exit_code) from None

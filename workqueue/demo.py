@@ -1,6 +1,7 @@
 """``make demo``: a throwaway broker, two named workers, round robin then fair dispatch.
 
-Everything it starts (broker, workers) is torn down at the end, also on Ctrl+C or an error.
+Everything it starts (broker, workers) is torn down at the end, also on Ctrl+C, SIGTERM or an
+error (exit 130 when interrupted, with one line).
 """
 
 import argparse
@@ -10,7 +11,7 @@ import threading
 from workqueue.connection import redact
 from workqueue.producer import Producer
 from workqueue.testing import make_broker
-from workqueue.testing.processes import WorkerPool
+from workqueue.testing.processes import WorkerPool, stopped_by_signals
 
 _print_lock = threading.Lock()
 
@@ -36,9 +37,14 @@ def run(backend=None, seconds_per_dot=0.3):
 
         rows = broker.management.queues("/")
         say("\n [demo] queues now: " + ", ".join(
-            f"{r['name']}: {r['messages_ready']} ready, {r['messages_unacknowledged']} unacked" for r in rows))
+            f"{r['name']}: {_n(r['messages_ready'])} ready, {_n(r['messages_unacknowledged'])} unacked"
+            for r in rows))
         say(" [demo] tearing down the broker and workers")
     say(" [demo] done")
+
+
+def _n(value):
+    return "?" if value is None else value        # not reported yet: unknown, not 0
 
 
 def _scene(broker, params, options, tasks, seconds_per_dot, queue):
@@ -69,9 +75,8 @@ def main(argv=None):
     p.add_argument("--seconds-per-dot", type=float, default=0.3)
     args = p.parse_args(argv)
     try:
-        run(args.broker, args.seconds_per_dot)
-    except KeyboardInterrupt:
-        return 130
+        with stopped_by_signals("demo"):
+            run(args.broker, args.seconds_per_dot)
     except Exception as exc:
         print(f"demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -63,11 +63,12 @@ class Management:
 
     # -- queues ---------------------------------------------------------------------------
     def queues(self, vhost="/"):
-        """[{'name', 'messages_ready', 'messages_unacknowledged', 'consumers'}, ...] by name."""
-        cols = "name,messages_ready,messages_unacknowledged,consumers"
-        rows = self.request("GET", f"/api/queues/{_q(vhost)}?columns={cols}") or []
-        return sorted(({c: row.get(c, 0) for c in cols.split(",")} for row in rows),
-                      key=lambda r: r["name"])
+        """[{'name', 'messages_ready', 'messages_unacknowledged', 'consumers'}, ...] by name.
+
+        A number the API has not reported yet (just after a declaration or a restart it omits
+        the statistics) is None: unknown, not 0."""
+        rows = self.request("GET", f"/api/queues/{_q(vhost)}?columns={','.join(QUEUE_COLUMNS)}") or []
+        return sorted((queue_row(row) for row in rows), key=lambda r: r["name"])
 
     def purge(self, vhost, queue):
         self.request("DELETE", f"/api/queues/{_q(vhost)}/{_q(queue)}/contents")
@@ -79,14 +80,32 @@ class Management:
     def create_vhost(self, vhost, user=None):
         """Create ``vhost`` and give ``user`` (default: ours) full permissions on it."""
         self.request("PUT", f"/api/vhosts/{_q(vhost)}", {})
-        self.request("PUT", f"/api/permissions/{_q(vhost)}/{_q(user or self.username)}",
+        self.grant(vhost, user or self.username)
+
+    def grant(self, vhost, user):
+        """Full permissions for ``user`` on ``vhost``."""
+        self.request("PUT", f"/api/permissions/{_q(vhost)}/{_q(user)}",
                      {"configure": ".*", "write": ".*", "read": ".*"})
+
+    def create_user(self, user, password, tags="administrator"):
+        self.request("PUT", f"/api/users/{_q(user)}", {"password": password, "tags": tags})
+
+    def delete_user(self, user):
+        self.request("DELETE", f"/api/users/{_q(user)}")
 
     def delete_vhost(self, vhost):
         self.request("DELETE", f"/api/vhosts/{_q(vhost)}")
 
     def overview(self):
         return self.request("GET", "/api/overview")
+
+
+QUEUE_COLUMNS = ("name", "messages_ready", "messages_unacknowledged", "consumers")
+
+
+def queue_row(row):
+    """One queue's columns from an API row; a statistic not (yet) in the row is None."""
+    return {c: row.get(c) for c in QUEUE_COLUMNS}
 
 
 def _q(segment):

@@ -51,8 +51,9 @@ def main(argv=None):
     cli.add_broker_options(p)
     cli.add_queue_options(p)
     args = p.parse_args(argv)
-    cli.configure_logging(args.verbose)
-    with cli.reporting(p.prog):
+    secrets = cli.secrets_from(args)
+    cli.configure_logging(args.verbose, secrets)
+    with cli.reporting(p.prog, secrets):
         body = read_task(args)
         params = cli.params_from(args)
         with Producer(params, cli.queue_from(args), persistent=not args.transient_message,

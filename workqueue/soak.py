@@ -11,7 +11,16 @@ and the queue is empty, or at --max-seconds.
 The checker, Jepsen-style, counts what was published, confirmed and processed, and fails
 (exit 1) when a confirmed task was never processed (lost), a processed task was never
 published (unexpected), or duplicates exceed
-kills x prefetch + (crashes + restarts) x (prefetch + confirm window).
+kills x prefetch + (crashes + restarts) x (workers x prefetch + confirm window)
+(a killed worker's prefetch comes back; a broker fault can redeliver every worker's prefetch
+and make the producer re-send a whole window). It also fails a run in which a worker exited on
+its own (or not with 0 after SIGTERM), and one that makes no progress for --stall-seconds:
+it never waits out its whole budget in silence. Broker and node faults are held until the queue
+is QUEUE_SETTLE_SECONDS old: a quorum queue crashed sooner loses its confirmed tasks (a RabbitMQ
+defect, features/defects.toml).
+
+SIGTERM or Ctrl+C ends every broker and worker the soak started (exit 130, one line); workers
+whose soak is killed outright get SIGTERM from the kernel (PR_SET_PDEATHSIG) and exit.
 """
 
 import argparse
@@ -30,6 +39,8 @@ import time
 
 log = logging.getLogger(__name__)
 
+#: Age of the queue before the first broker or node fault (see the module's docstring).
+QUEUE_SETTLE_SECONDS = 5.0
 RECORD_ENV = "WORKQUEUE_SOAK_RECORD"
 WORK_ENV = "WORKQUEUE_SOAK_WORK_SECONDS"
 _record_fd = None
@@ -94,19 +105,23 @@ class Workers:
         self.directory = directory
         self.processes = []
         self.started = 0
+        self.killed = set()          # pids the soak killed on purpose
+        self.names = {}              # pid -> worker name
 
     def start(self):
         n = self.started
         self.started += 1
         urls = self.urls[n % len(self.urls):] + self.urls[:n % len(self.urls)]   # spread over nodes
+        from workqueue.testing.processes import die_with_parent
         out = open(os.path.join(self.directory, f"worker-{n}.log"), "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "workqueue.worker", "--name", f"w{n}", *self.options],
             env={**os.environ, "WORKQUEUE_URL": " ".join(urls), RECORD_ENV: self.directory,
                  WORK_ENV: str(self.work_seconds)},
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         out.close()
         self.processes.append(process)
+        self.names[process.pid] = f"w{n}"
         return process
 
     def alive(self):
@@ -114,20 +129,51 @@ class Workers:
 
     def kill_one(self, rng):
         victim = rng.choice(self.alive())
+        self.killed.add(victim.pid)
         victim.kill()
         victim.wait(30)
         self.start()
 
+    def last_lines(self, process, count=3):
+        name = self.names[process.pid]
+        try:
+            with open(os.path.join(self.directory, f"worker-{name[1:]}.log"), "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no output)"
+        return " | ".join(lines[-count:]) or "(no output)"
+
+    def exited_on_their_own(self):
+        """One line for each worker that exited without being killed by the soak."""
+        return [f"worker {self.names[p.pid]} (pid {p.pid}) exited on its own with code {p.returncode}; "
+                f"its last lines: {self.last_lines(p)}"
+                for p in self.processes if p.poll() is not None and p.pid not in self.killed]
+
     def stop(self, timeout=60):
-        for p in self.alive():
+        """SIGTERM to every worker: each finishes its task and must exit 0. Returns one line
+        for each that did not (or had to be killed)."""
+        stopping = self.alive()
+        for p in stopping:
             p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for p in self.processes:
+        problems = []
+        for p in stopping:
             try:
-                p.wait(max(0.1, deadline - time.monotonic()))
+                code = p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(30)
+                problems.append(f"worker {self.names[p.pid]} did not exit within {timeout} s of SIGTERM")
+                continue
+            if code != 0:
+                problems.append(f"worker {self.names[p.pid]} exited with code {code} after SIGTERM; "
+                                f"its last lines: {self.last_lines(p)}")
+        return problems
+
+    def kill_all(self):
+        for p in self.alive():
+            p.kill()
+            p.wait(30)
 
     def reconnections(self):
         """Times workers started consuming again after a lost connection."""
@@ -183,7 +229,9 @@ class Chaos:
     kills: int = 0
     crashes: int = 0
     restarts: int = 0
-    log: list = dataclasses.field(default_factory=list)
+    log: list = dataclasses.field(default_factory=list)      # failures seen while it ran
+    notes: list = dataclasses.field(default_factory=list)    # what it chose, for the reader
+    last: str = "start"                                       # the last fault, for messages
 
 
 def schedule(args, rng):
@@ -215,75 +263,119 @@ def run(args):
         workers = Workers([m.url(vhost) for m in members],
                           ["--queue", queue.name, "--queue-type", queue.queue_type], args.prefetch, directory,
                           args.work_ms / 1000)
-        for _ in range(args.workers):
-            workers.start()
-        params = [m.params(vhost) for m in members]
-        publisher = Publisher(params if args.cluster else params[0], queue, bodies, args.window,
-                              args.backlog, lambda: records.unique, deadline)
-        run_started = time.monotonic()
-        publisher.start()
-        events = schedule(args, rng)
-        recovering = []            # the thread bringing a cluster node back, if any
-
-        def node_down_then_back(member, progress):
-            # The node stays down until the others have done more work, then rejoins; in the
-            # meantime the main loop goes on (and may kill workers).
-            try:
-                wait_until(lambda: records.unique >= min(progress + max(args.n // 100, 1), len(publisher.confirmed)),
-                           60, f"work to go on without {member.node_name}")
-            except TimeoutError as exc:
-                chaos.log.append(str(exc))
-            target.recover(member)
-
-        def fault(kind):
-            if kind == "kill":
-                workers.kill_one(rng)
-                chaos.kills += 1
-                return
-            if args.cluster:       # one node: the quorum queue's leader
-                member = target.member(target.leader(vhost, queue.name) or rng.choice(target.nodes))
-                target.kill(member) if kind == "crash" else member.stop()
-                thread = threading.Thread(target=node_down_then_back, args=(member, records.unique), daemon=True)
-                thread.start()
-                recovering[:] = [thread]
-            elif kind == "crash":
-                target.crash_and_recover()
-            else:
-                target.restart()
-            chaos.crashes += kind == "crash"
-            chaos.restarts += kind == "restart"
-
-        def work_remains():
-            return publisher.is_alive() or records.unique < len(publisher.confirmed)
-
-        def node_returning():
-            return bool(recovering) and recovering[0].is_alive()
-
-        def finished():
-            records.refresh()
-            # Each fault strikes while work remains; a broker or node fault waits until the
-            # previous node is back. A fault that never found work to hit is reported.
-            # A fault due while the publisher holds back its last chunk strikes at once.
-            while (events and (records.unique >= events[0][0] or publisher.at_gate.is_set())
-                   and work_remains() and not (events[0][1] != "kill" and node_returning())):
-                _, kind = events.popleft()
-                log.info("%s at %d tasks processed", kind, records.unique)
-                fault(kind)
-                records.refresh()
-            if not events:
-                publisher.faults_done.set()
-            if work_remains() or node_returning() or not publisher.confirmed <= set(records.counts):
-                return False
-            return _queue_empty(target, vhost, queue.name)
-
-        timed_out = None
         try:
-            wait_until(finished, max(1.0, deadline - time.monotonic()), "every confirmed task to be processed",
-                       interval=0.2)
-        except TimeoutError as exc:
-            timed_out = str(exc)
-        wall = time.monotonic() - run_started
-        workers.stop()
+            for _ in range(args.workers):
+                workers.start()
+            params = [m.params(vhost) for m in members]
+            publisher = Publisher(params if args.cluster else params[0], queue, bodies, args.window,
+                                  args.backlog, lambda: records.unique, deadline)
+            run_started = time.monotonic()
+            publisher.start()
+            events = schedule(args, rng)
+            recovering = []            # the thread bringing a cluster node back, if any
+            # No broker or node fault before the queue has settled (see QUEUE_SETTLE_SECONDS).
+            settled_at = run_started + QUEUE_SETTLE_SECONDS
+            progress = {"seen": (0, 0), "at": time.monotonic()}
+
+            def node_down_then_back(member, done_then):
+                # The node stays down until the others have done more work, then rejoins; in
+                # the meantime the main loop goes on (and may kill workers).
+                try:
+                    wait_until(lambda: records.unique >= min(done_then + max(args.n // 100, 1),
+                                                             len(publisher.confirmed)),
+                               60, f"work to go on without {member.node_name}")
+                except TimeoutError as exc:
+                    chaos.log.append(str(exc))
+                target.recover(member)
+
+            def fault(kind):
+                chaos.last = f"{kind} at {records.unique} tasks processed"
+                if kind == "kill":
+                    workers.kill_one(rng)
+                    chaos.kills += 1
+                    return
+                if args.cluster:       # one node: the quorum queue's leader
+                    member = target.member(target.leader(vhost, queue.name) or rng.choice(target.nodes))
+                    target.kill(member) if kind == "crash" else member.stop()
+                    thread = threading.Thread(target=node_down_then_back, args=(member, records.unique),
+                                              daemon=True)
+                    thread.start()
+                    recovering[:] = [thread]
+                elif kind == "crash":
+                    target.crash_and_recover()
+                else:
+                    target.restart()
+                chaos.crashes += kind == "crash"
+                chaos.restarts += kind == "restart"
+                progress["at"] = time.monotonic()      # the stall clock starts after recovery
+
+            def work_remains():
+                return publisher.is_alive() or records.unique < len(publisher.confirmed)
+
+            def node_returning():
+                return bool(recovering) and recovering[0].is_alive()
+
+            def may_strike(kind):
+                if kind == "kill":
+                    return True
+                if node_returning():
+                    return False
+                if time.monotonic() < settled_at:
+                    note = (f"broker and node faults held until the queue was {QUEUE_SETTLE_SECONDS:g} s old "
+                            f"(a quorum queue crashed sooner loses its confirmed tasks: RabbitMQ defect "
+                            f"quorum_early_crash)")
+                    if note not in chaos.notes:
+                        chaos.notes.append(note)
+                    return False
+                return True
+
+            def check_moving():
+                dead = workers.exited_on_their_own()
+                if dead:
+                    raise Stop("; ".join(dead))
+                seen = (records.unique, len(publisher.confirmed))
+                now = time.monotonic()
+                if seen != progress["seen"] or node_returning():
+                    progress.update(seen=seen, at=now)
+                elif now - progress["at"] > args.stall_seconds:
+                    raise Stop(f"no task processed or confirmed for {args.stall_seconds:g} s after the "
+                               f"{chaos.last}: queue {queue.name!r} {_queue_state(target, vhost, queue.name)}")
+
+            def finished():
+                records.refresh()
+                # Each fault strikes while work remains; a broker or node fault waits until the
+                # previous node is back. A fault that never found work to hit is reported.
+                # A fault due while the publisher holds back its last chunk strikes at once.
+                while (events and (records.unique >= events[0][0] or publisher.at_gate.is_set())
+                       and work_remains() and may_strike(events[0][1])):
+                    _, kind = events.popleft()
+                    log.info("%s at %d tasks processed", kind, records.unique)
+                    fault(kind)
+                    records.refresh()
+                if not events:
+                    publisher.faults_done.set()
+                if work_remains() or node_returning() or not publisher.confirmed <= set(records.counts):
+                    check_moving()
+                    return False
+                return _queue_empty(target, vhost, queue.name)
+
+            timed_out = None
+            try:
+                wait_until(finished, max(1.0, deadline - time.monotonic()), "every confirmed task to be processed",
+                           interval=0.2)
+            except TimeoutError as exc:
+                timed_out = str(exc)
+            except Stop as exc:
+                chaos.log.append(str(exc))
+            wall = time.monotonic() - run_started
+            chaos.log.extend(workers.stop())
+        except BaseException:
+            # Ctrl+C, SIGTERM or an error: the publisher thread would log its reconnect attempts
+            # while the broker goes away; the one line that matters is printed by main().
+            logging.disable(logging.CRITICAL)
+            raise
+        finally:
+            workers.kill_all()                 # on any way out
         records.refresh()
         return Result(args=args, version=target.version, kind=target.kind, boot=boot, wall=wall,
                       published=publisher.published, confirmed=publisher.confirmed, counts=records.counts,
@@ -294,13 +386,32 @@ def run(args):
                       unfired=len(events))
 
 
+class Stop(Exception):
+    """The run cannot come to a verdict by waiting longer: a worker died, or nothing moves."""
+
+
+def _queue_state(target, vhost, queue):
+    """What the management API says of the queue, for a stalled run's message."""
+    try:
+        info = target.management.request("GET", f"/api/queues/{vhost}/{queue}")
+    except Exception as exc:
+        return f"cannot be read ({' '.join(str(exc).split())[:120]})"
+    state = info.get("state", "?")
+    ready = info.get("messages_ready")
+    hint = ""
+    if info.get("type") == "quorum":
+        hint = ("; a quorum queue crashed within seconds of its declaration stays unavailable "
+                "(RabbitMQ defect quorum_early_crash, features/defects.toml)")
+    return f"is {state}, {'?' if ready is None else ready} ready, leader {info.get('leader', '?')}{hint}"
+
+
 def _queue_empty(target, vhost, queue):
     """No task ready or unacknowledged (management API; lags by a second or so)."""
     try:
         info = target.management.request("GET", f"/api/queues/{vhost}/{queue}")
     except Exception:
         return False
-    return info.get("messages") == 0 and info.get("messages_unacknowledged", 0) == 0
+    return info.get("messages") == 0 and info.get("messages_unacknowledged") == 0   # absent: unknown
 
 
 # -- the checker --------------------------------------------------------------------------------
@@ -337,8 +448,11 @@ class Result:
 
     @property
     def duplicate_bound(self):
+        """A killed worker's prefetch comes back; a broker or node fault can redeliver every
+        worker's prefetch and make the producer re-send its whole confirm window."""
         a = self.args
-        return self.chaos.kills * a.prefetch + (self.chaos.crashes + self.chaos.restarts) * (a.prefetch + a.window)
+        return (self.chaos.kills * a.prefetch
+                + (self.chaos.crashes + self.chaos.restarts) * (a.workers * a.prefetch + a.window))
 
     def failures(self):
         out = []
@@ -371,9 +485,9 @@ class Result:
             ("lost", len(self.lost), "confirmed, never processed (must be 0)"),
             ("unexpected", len(self.unexpected), "processed, never published (must be 0)"),
             ("duplicates", self.duplicates,
-             f"extra runs of a task; bound {a.prefetch}x{self.chaos.kills} kills + "
-             f"({a.prefetch}+{a.window})x{self.chaos.crashes + self.chaos.restarts} crashes and restarts "
-             f"= {self.duplicate_bound}"),
+             f"extra runs of a task; bound: kills x prefetch + (crashes + restarts) x (workers x "
+             f"prefetch + window) = {self.chaos.kills}x{a.prefetch} + {self.chaos.crashes + self.chaos.restarts}"
+             f"x({a.workers}x{a.prefetch}+{a.window}) = {self.duplicate_bound}"),
             ("worker kills", self.chaos.kills, "SIGKILL of a busy worker, replaced at once"),
             (f"{fault} crashes", self.chaos.crashes, "kill -9 / docker kill, then start on the same data"),
             (f"graceful {fault} restarts", self.chaos.restarts, "stop, then start"),
@@ -386,6 +500,7 @@ class Result:
                  f"prefetch {a.prefetch}, confirm window {a.window}, {a.work_ms:g} ms of work a task, seed {a.seed}",
                  f"{'':<26}{'count':>9}  notes"]
         lines += [f"{name:<26}{value:>9}  {note}" for name, value, note in rows]
+        lines += [f"note: {note}" for note in self.chaos.notes]
         failures = self.failures()
         lines.append("verdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
         return "\n".join(lines)
@@ -411,6 +526,8 @@ def main(argv=None):
     p.add_argument("--broker", default=None, choices=("auto", "node", "container"))
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--max-seconds", type=float, default=900, help="the run stops after this, finished or not")
+    p.add_argument("--stall-seconds", type=float, default=60,
+                   help="the run fails when no task is processed or confirmed for this long")
     p.add_argument("-v", "--verbose", action="store_true", help="log each fault as it happens")
     args = p.parse_args(argv)
     if args.seed is None:
@@ -421,8 +538,10 @@ def main(argv=None):
                         format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     from workqueue.testing import BrokerError
+    from workqueue.testing.processes import stopped_by_signals
     try:
-        result = run(args)
+        with stopped_by_signals("soak"):
+            result = run(args)
     except BrokerError as exc:
         print(f"{p.prog}: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
         return 3

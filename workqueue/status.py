@@ -2,7 +2,8 @@
 
 ``list`` (the default) prints, per queue, messages ready, messages unacknowledged and
 consumers: the numbers of ``rabbitmqctl list_queues name messages_ready
-messages_unacknowledged consumers``, read from the management HTTP API.
+messages_unacknowledged consumers``, read from the management HTTP API. A number the API has
+not reported yet (just after a declaration or a restart) is shown as ``?``: unknown, not 0.
 """
 
 import os
@@ -13,10 +14,16 @@ from workqueue.connection import parameters_from_url
 from workqueue.management import Management
 
 
+UNKNOWN = "?"
+
+
 def format_table(rows):
+    """The table the command prints; a number the broker has not reported yet shows as ``?``."""
+    def cell(value):
+        return UNKNOWN if value is None else str(value)
     header = ("queue", "ready", "unacked", "consumers")
-    lines = [header] + [(r["name"], str(r["messages_ready"]), str(r["messages_unacknowledged"]),
-                         str(r["consumers"])) for r in rows]
+    lines = [header] + [(r["name"], cell(r["messages_ready"]), cell(r["messages_unacknowledged"]),
+                         cell(r["consumers"])) for r in rows]
     width = max(len(line[0]) for line in lines)
     return "\n".join(f"{a:<{width}}  {b:>7}  {c:>7}  {d:>9}" for a, b, c, d in lines)
 
@@ -30,10 +37,11 @@ def main(argv=None):
                         "default: http://<broker host>:15672)")
     cli.add_broker_options(p)
     args = p.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    secrets = cli.secrets_from(args)
+    cli.configure_logging(args.verbose, secrets)
     if args.command != "list" and not args.queue:
         p.error(f"{args.command} needs a QUEUE")
-    with cli.reporting(p.prog):
+    with cli.reporting(p.prog, secrets):
         url = cli.urls_from(args)[0]
         params = parameters_from_url(url)               # validates the URL
         vhost = params.virtual_host

@@ -59,7 +59,8 @@ def main(argv=None):
     cli.add_broker_options(p)
     cli.add_queue_options(p)
     args = p.parse_args(argv)
-    cli.configure_logging(args.verbose)
+    secrets = cli.secrets_from(args)
+    cli.configure_logging(args.verbose, secrets)
     prefix = f"{args.name} |" if args.name else ""
 
     def say(line):
@@ -67,7 +68,7 @@ def main(argv=None):
 
     work = load_work(args.handler) if args.handler else tutorial_work(args.seconds_per_dot, args.max_seconds)
     handler = announced(say, work)
-    with cli.reporting(p.prog):
+    with cli.reporting(p.prog, secrets):
         worker = Worker(cli.params_from(args), cli.queue_from(args), handler,
                         prefetch=args.prefetch, auto_ack=args.auto_ack,
                         reconnect=not args.no_reconnect,

@@ -19,11 +19,18 @@ Feature: Quorum task queues
       When "alice" is killed
       Then "bob" does the long task, flagged as redelivered
 
-    # A crash within moments of the queue's declaration can leave a new quorum queue
-    # unavailable after recovery (seen on 3.10.8 and 4.3.6; see the README): the crash case
-    # is specified on classic queues in reliability/durability.feature.
     @broker_control
     Scenario: Tasks survive a broker restart
       Given 5 persistent tasks are waiting in the task queue
       When the broker restarts
       Then a worker does all 5 tasks
+
+  # A RabbitMQ defect (features/defects.toml): an expected failure on the versions listed
+  # there; a version that fixes it turns this scenario red, saying the defect is gone.
+  Rule: Confirmed tasks on a new quorum queue survive a broker crash
+
+    @broker_control @defect_quorum_early_crash
+    Scenario: A crash right after the queue is declared
+      Given 200 persistent tasks are waiting in the task queue
+      When the broker crashes and recovers
+      Then a worker does all 200 tasks

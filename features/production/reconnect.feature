@@ -1,7 +1,9 @@
 @production @broker_control
-Feature: Workers ride out broker restarts and crashes
+Feature: Workers and producers ride out broker restarts and crashes
   A worker whose connection drops reconnects with backoff and resumes consuming; a task it was
   doing when the broker went away is redelivered, so every confirmed task is done at least once.
+  A producer told to reconnect sends again every task the broker had not confirmed when the
+  connection dropped: a task may reach the queue twice, never zero times.
 
   Rule: A worker reconnects and resumes; no task is lost and no worker exits
 
@@ -16,6 +18,13 @@ Feature: Workers ride out broker restarts and crashes
         | event                |
         | restarts             |
         | crashes and recovers |
+
+  Rule: A producer re-sends what was not confirmed when its connection dropped
+
+    Scenario: The broker crashes while a producer is sending
+      When 5000 tasks are sent while the broker crashes and recovers
+      Then every task is confirmed, after a reconnection
+      And a worker does every task at least once
 
   @contrast
   Rule: A worker told not to reconnect exits when the broker goes away

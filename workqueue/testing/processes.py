@@ -5,6 +5,8 @@ deadline and, when it runs out, says what it waited for and what the worker prin
 """
 
 import ast
+import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -13,7 +15,59 @@ import sys
 import threading
 import time
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """``preexec_fn`` for a child process: SIGTERM it when its parent dies, even by SIGKILL
+    (Linux prctl PR_SET_PDEATHSIG), so that no worker runs on after the tool that started it.
+    A worker takes SIGTERM as "finish the current task and exit"."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):       # not Linux: the parent's own clean-up still applies
+        pass
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def stopped_by_signals(prog):
+    """SIGTERM acts as Ctrl+C inside the block: the with-statements in it close what they
+    started (brokers, workers) on the way out; then one line on stderr and exit 130."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(f"{prog}: interrupted; every broker and worker it started is stopped", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redelivered\))?$")
+
+
+def finished_tasks(lines):
+    """Bodies of the tasks a worker's output shows done: each Received line followed by its
+    Done line (a task received again after a reconnect counts once more when done again)."""
+    done, current = [], None
+    for line in lines:
+        m = RECEIVED.search(line)
+        if m:
+            current = m.group("body")
+        elif "[x] Done" in line and current is not None:
+            try:
+                done.append(ast.literal_eval(current))
+            except (ValueError, SyntaxError):
+                done.append(current)
+            current = None
+    return done
+
+
+class WorkerExited(AssertionError):
+    """The worker exited (and all it printed was read) before what was awaited happened."""
 
 
 class WorkerProcess:
@@ -26,12 +80,13 @@ class WorkerProcess:
         self.lines = []          # stdout, without the name prefix
         self.errors = []         # stderr
         self._cond = threading.Condition()
+        self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "workqueue.worker", *options],
             env={**os.environ, **(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
                  "PYTHONUNBUFFERED": "1"},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, errors="replace", cwd=cwd)
+            text=True, errors="replace", cwd=cwd, preexec_fn=die_with_parent)
         for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
             threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
 
@@ -44,11 +99,18 @@ class WorkerProcess:
                 sink.append(line)
                 self._cond.notify_all()
         with self._cond:
+            self._streams_closed += 1
             self._cond.notify_all()
 
     @property
     def pid(self):
         return self.process.pid
+
+    def option(self, name, default=None):
+        """The value given to ``name`` on its command line (the last, if given twice)."""
+        argv = self.process.args
+        values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
+        return values[-1] if values else default
 
     # -- waiting --------------------------------------------------------------------------
     def wait_for(self, predicate, timeout, what):
@@ -59,6 +121,10 @@ class WorkerProcess:
                 value = predicate(self.lines)
                 if value:
                     return value
+                if self._streams_closed == 2 and self.process.poll() is not None:
+                    raise WorkerExited(
+                        f"worker {self.name} (pid {self.pid}) exited with code {self.process.returncode} "
+                        f"before {what}; it printed {self.lines[-15:]!r}, stderr {self.errors[-5:]!r}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
@@ -110,19 +176,7 @@ class WorkerProcess:
     def finished(self):
         """Bodies of the tasks it did to the end (a Received line followed by its Done line)."""
         with self._cond:
-            lines = list(self.lines)
-        done, current = [], None
-        for line in lines:
-            m = RECEIVED.search(line)
-            if m:
-                current = m.group("body")
-            elif "[x] Done" in line and current is not None:
-                try:
-                    done.append(ast.literal_eval(current))
-                except (ValueError, SyntaxError):
-                    done.append(current)
-                current = None
-        return done
+            return finished_tasks(list(self.lines))
 
     def consuming_count(self):
         """How often it started consuming: 1, plus one for each reconnect."""

@@ -1,0 +1,44 @@
+"""The steps' own checks fail when their sentence is false (no broker needed: what is checked
+here is the reading of a command's output, not a guarantee of RabbitMQ)."""
+
+import subprocess
+
+import pytest
+
+from steps.queues import assert_one_line_error, password_of
+from workqueue.testing.processes import finished_tasks
+
+
+def completed(returncode, stderr, url, stdout=""):
+    run = subprocess.CompletedProcess([], returncode, stdout, stderr)
+    run.passwords = {password_of(url)}
+    return run
+
+
+def test_the_password_checked_is_the_one_of_the_broker_the_command_was_given():
+    """The 541 scenario runs against its own broker: a leak of that broker's password fails."""
+    own = "amqp://wq-user:other-broker-secret@127.0.0.1:5999/%2F"
+    leaked = completed(5, "new_task: error: 541 INTERNAL_ERROR transient_nonexcl_queues other-broker-secret\n", own)
+    with pytest.raises(AssertionError):
+        assert_one_line_error(leaked, 5, ["541"])
+    clean = completed(5, "new_task: error: 541 INTERNAL_ERROR transient_nonexcl_queues\n", own)
+    assert_one_line_error(clean, 5, ["541"])
+
+
+def test_a_sent_line_or_a_second_line_fails_the_one_line_error():
+    url = "amqp://u:pw-123456@127.0.0.1:5999/%2F"
+    with pytest.raises(AssertionError):
+        assert_one_line_error(completed(6, "error: unroutable\n", url, stdout=" [x] Sent 'x'\n"), 6, ["unroutable"])
+    with pytest.raises(AssertionError):
+        assert_one_line_error(completed(6, "error: unroutable\nmore\n", url), 6, ["unroutable"])
+
+
+def test_a_task_done_twice_does_not_stand_in_for_a_task_never_done():
+    """"Each at least once" is a set: here task 2 was received (then the connection dropped)
+    and never done, while task 1 was done twice; two Done lines for two tasks are not enough."""
+    lines = ["w | [x] Received 'task 1'", "w | [x] Done", "w | [x] Received 'task 2'",
+             "w | [*] Waiting for messages. To exit press CTRL+C", "w | [x] Received 'task 1' (redelivered)",
+             "w | [x] Done"]
+    assert sum("[x] Done" in line for line in lines) == 2
+    assert finished_tasks(lines) == ["task 1", "task 1"]
+    assert not {"task 1", "task 2"} <= set(finished_tasks(lines))

@@ -3,6 +3,7 @@
 # make bench   publish/drain throughput and failure detection: workqueue, raw pika, Dramatiq, Celery (a table)
 # make soak    chaos soak: confirmed tasks, worker kills, broker crashes and restarts, then a checker
 # make mutants each mechanism switched off in a scratch copy; its scenarios must fail (a table)
+# make lint    ruff over the tree, mypy over the public API
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
 #   PYTEST_ARGS=...                  extra pytest arguments
@@ -18,11 +19,15 @@ BENCH_ARGS ?=
 MUTANTS_ARGS ?= --jobs 2
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench soak mutants venv rabbitmq clean
+.PHONY: demo test bench soak mutants lint venv rabbitmq clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+$(BIN)/.lint-installed: $(BIN)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,lint]'
 	touch $@
 
 $(BIN)/.bench-installed: $(BIN)/.installed
@@ -41,7 +46,7 @@ test: venv rabbitmq
 	$(BIN)/pytest --broker=$(BROKER) $(PYTEST_ARGS)
 
 bench: venv $(BIN)/.bench-installed rabbitmq
-	$(BIN)/python -m workqueue.bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
+	$(BIN)/python -m bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
 
 soak: venv rabbitmq
 	$(BIN)/python -m workqueue.soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
@@ -49,6 +54,10 @@ soak: venv rabbitmq
 # The mutants run on the node backend unless BROKER names the container one.
 mutants: venv rabbitmq
 	$(BIN)/python -m mutants --broker=$(if $(filter container,$(BROKER)),container,node) $(MUTANTS_ARGS)
+
+lint: venv $(BIN)/.lint-installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports *.egg-info

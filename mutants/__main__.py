@@ -29,8 +29,9 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 import xml.etree.ElementTree as ET
+
+import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TABLE = pathlib.Path(__file__).resolve().parent / "table.toml"
@@ -141,7 +142,8 @@ def run_row(row, broker, timeout):
         imported = subprocess.run([sys.executable, "-c", "import workqueue; print(workqueue.__file__)"],
                                   cwd=directory, env=env, capture_output=True, text=True)
         if not imported.stdout.startswith(str(directory)):
-            row.result, row.detail = "ERROR", f"the scratch copy's workqueue is not the one imported: {imported.stdout.strip()}"
+            row.result = "ERROR"
+            row.detail = f"the scratch copy's workqueue is not the one imported: {imported.stdout.strip()}"
             return row
         junit = directory / "mutant-junit.xml"
         command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--broker={broker}",

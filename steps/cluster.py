@@ -83,7 +83,7 @@ def _(cluster, cluster_vhost, cluster_pools):
 @when(parsers.parse("{count:d} tasks are sent and the queue's leader node crashes halfway"),
       target_fixture="flow")
 def _(cluster, cluster_vhost, cluster_work, count):
-    leader = cluster.member(cluster.leader(cluster_vhost, cluster_work.queue.name))
+    leader = cluster.fault_member(cluster_vhost, cluster_work.queue.name)
     # The producer is given the leader's node first: it has to fail over as well.
     params = [m.params(cluster_vhost) for m in rotated(cluster.members, leader)]
     tasks = [f"task {n}." for n in range(1, count + 1)]
@@ -105,7 +105,7 @@ def _(cluster, cluster_vhost, cluster_work, count):
     thread.start()
     wait_until(lambda: len(cluster_work.finished()) >= count // 2 or failures, DEADLINE,
                f"{count // 2} tasks done before the crash")
-    cluster.kill(leader)
+    cluster.crash(leader)
     thread.join(DEADLINE * 2)
     assert not thread.is_alive(), "the producer did not finish"
     assert not failures, failures
@@ -155,13 +155,13 @@ def _(cluster, cluster_vhost, count):
     first = cluster.members[0]
     with Producer(first.params(cluster_vhost), QueueSpec()) as producer:
         producer.publish_many(f"task {n}" for n in range(1, count + 1))
-    home = cluster.member(cluster.leader(cluster_vhost, "task_queue"))
+    home = cluster.fault_member(cluster_vhost, "task_queue")
     return home
 
 
 @when("that node crashes")
 def _(cluster, queue_home):
-    cluster.kill(queue_home)
+    cluster.crash(queue_home)
 
 
 @then("a worker does all 5 tasks once the node is back")

@@ -138,7 +138,8 @@ def _(producer_run, line):
     assert producer_run.stdout.splitlines() == [line]
 
 
-@then(parsers.re(r'the queue "(?P<name>[^"]+)" (?:still )?holds (?P<count>\d+) tasks?(?P<transient> and is not durable)?$'))
+@then(parsers.re(r'the queue "(?P<name>[^"]+)" (?:still )?holds (?P<count>\d+) tasks?'
+                 r'(?P<transient> and is not durable)?$'))
 def _(broker, vhost, name, count, transient):
     wait_counts(broker, vhost, name, (int(count), 0, 0))
     if transient:

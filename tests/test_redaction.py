@@ -65,7 +65,8 @@ def test_no_cli_prints_a_password_whatever_the_url(module):
         printed = result.stdout + result.stderr
         errors = [line for line in result.stderr.splitlines() if ": error: " in line]
         if result.returncode != code:
-            problems.append(f"{redact(url)}: exit {result.returncode}, expected {code}: {errors or result.stderr[-300:]}")
+            problems.append(f"{redact(url)}: exit {result.returncode}, expected {code}: "
+                            f"{errors or result.stderr[-300:]}")
         if len(errors) != 1 or "Traceback" in printed:
             problems.append(f"{redact(url)}: expected one error line and no traceback, got {errors}")
         leaked = [p for p in pieces(password) if p != "guest" and p in printed]

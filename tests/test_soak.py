@@ -15,7 +15,8 @@ def result(confirmed, processed, published=None, kills=0, crashes=0, restarts=0,
     return soak.Result(args=args, version="x", kind="node", boot=0, wall=1, published=set(published or confirmed),
                        confirmed=set(confirmed), counts=collections.Counter(processed),
                        chaos=soak.Chaos(kills=kills, crashes=crashes, restarts=restarts), producer_error=None,
-                       timed_out=None, producer_reconnections=0, worker_reconnections=0, resent_after_nack=0, workers_started=2,
+                       timed_out=None, producer_reconnections=0, worker_reconnections=0, resent_after_nack=0,
+                       workers_started=2,
                        unfired=0)
 
 
@@ -135,9 +136,9 @@ def _alive(pid):
 
 
 @needs_broker_control
-def test_a_run_in_which_nothing_moves_fails_within_the_stall_time(request):
+def test_a_run_in_which_nothing_moves_fails_within_the_stall_time(broker_backend):
     """Tasks of 4 s, a stall limit of 1 s: the run ends as FAIL naming the stall, not at --max-seconds."""
-    run = _soak(request.config._workqueue_backend, "-n", "4", "--workers", "1", "--prefetch", "1",
+    run = _soak(broker_backend, "-n", "4", "--workers", "1", "--prefetch", "1",
                 "--kills", "0", "--crashes", "0", "--restarts", "0", "--work-ms", "4000",
                 "--stall-seconds", "1", "--max-seconds", "300")
     out, err = run.communicate(timeout=240)
@@ -147,8 +148,8 @@ def test_a_run_in_which_nothing_moves_fails_within_the_stall_time(request):
 
 @needs_broker_control
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(request, sig):
-    run = _soak(request.config._workqueue_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
+def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(broker_backend, sig):
+    run = _soak(broker_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
                 "--crashes", "0", "--restarts", "0", "--work-ms", "5")
     try:
         _wait_workers(run)
@@ -165,8 +166,8 @@ def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(request, sig):
 
 
 @needs_broker_control
-def test_workers_of_a_soak_killed_outright_exit_by_themselves(request):
-    run = _soak(request.config._workqueue_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
+def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
+    run = _soak(broker_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
                 "--crashes", "0", "--restarts", "0", "--work-ms", "5")
     everything = []
     try:

@@ -5,19 +5,19 @@ modules (``python -m workqueue.new_task``, ``workqueue.worker``, ``workqueue.sta
 arguments, print the tutorial's lines and map errors to documented exit codes.
 """
 
+from workqueue.connection import parameters_from_url, redact
+from workqueue.consumer import Delivery, Worker
 from workqueue.errors import (
     AccessRefused,
-    BrokerUnreachable,
     BadTask,
     BadUrl,
+    BrokerUnreachable,
     QueueRefused,
     TaskNotConfirmed,
     WorkqueueError,
 )
-from workqueue.queue import QueueSpec
-from workqueue.connection import parameters_from_url, redact
 from workqueue.producer import Producer
-from workqueue.consumer import Delivery, Worker
+from workqueue.spec import QueueSpec
 
 __all__ = [
     "AccessRefused",

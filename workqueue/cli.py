@@ -7,12 +7,19 @@ import os
 import sys
 
 from workqueue.connection import DEFAULT_URL, parameters_from_url, scrub, secrets_of
-from workqueue.errors import EXIT_CODES, WorkqueueError
-from workqueue.queue import QueueSpec
+from workqueue.errors import EXIT_CODES, QueueRefused, WorkqueueError
+from workqueue.spec import QueueSpec
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default shown once: added where the help does not state it already and
+    there is one worth showing."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def parser(prog, description):
@@ -93,6 +100,19 @@ def configure_logging(verbose, secrets=()):
         logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
+def hint(exc):
+    """For a refused declaration: the option that matches the queue as it exists."""
+    existing = exc.existing if isinstance(exc, QueueRefused) else {}
+    if "x-queue-type" in existing:
+        kind = existing["x-queue-type"]
+        return f" (the existing queue is a {kind} queue: use --queue-type {kind})"
+    if existing.get("durable") is False:
+        return " (the existing queue is not durable: use --transient)"
+    if existing.get("durable") is True:
+        return " (the existing queue is durable: leave out --transient)"
+    return ""
+
+
 @contextlib.contextmanager
 def reporting(prog, secrets=()):
     """Turn WorkqueueErrors into one line on stderr and their exit code, with no traceback;
@@ -100,6 +120,6 @@ def reporting(prog, secrets=()):
     try:
         yield
     except WorkqueueError as exc:
-        message = scrub(" ".join(str(exc).split()), secrets)     # one line, whatever the broker said
+        message = scrub(" ".join(str(exc).split()) + hint(exc), secrets)   # one line, whatever the broker said
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         raise SystemExit(exc.exit_code) from None

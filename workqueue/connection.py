@@ -1,8 +1,13 @@
 """Broker URLs: parse them into pika parameters, and print them without their password."""
 
+from __future__ import annotations
+
 import logging
 import re
+import socket
 import urllib.parse
+from collections.abc import Iterable
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -27,7 +32,7 @@ def _split_userinfo(url):
     return scheme + sep, userinfo, host
 
 
-def redact(url):
+def redact(url: str) -> str:
     """The URL with its password replaced by ``***`` (safe for logs and error messages).
 
     Works on any text a user may type, not only on well-formed URLs: whatever lies between
@@ -44,7 +49,7 @@ def redact(url):
     return f"{prefix}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
-def secrets_of(url):
+def secrets_of(url: str) -> set[str]:
     """The password of ``url`` as typed and as decoded (for scrubbing text that may hold it);
     empty when the URL has none."""
     parts = _split_userinfo(url) if isinstance(url, str) else None
@@ -54,7 +59,7 @@ def secrets_of(url):
     return {s for s in (typed, urllib.parse.unquote(typed)) if s}
 
 
-def scrub(text, secrets):
+def scrub(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret in ``secrets`` replaced by ``***``. A secret of under four
     characters is replaced only where it stands alone (not inside a longer word), so that a
     one-letter password does not garble the message around it."""
@@ -66,7 +71,7 @@ def scrub(text, secrets):
     return text
 
 
-def parameters_from_url(url, heartbeat=None, **overrides):
+def parameters_from_url(url: str, heartbeat: int | None = None, **overrides: Any) -> pika.URLParameters:
     """pika.URLParameters for ``url``, validated, with optional heartbeat (seconds).
 
     Raises BadUrl with a one-line message (without the password) when the URL is malformed.
@@ -115,6 +120,62 @@ def candidates(params):
     return items
 
 
+class ConnectionLost(BrokerUnreachable):
+    """An open connection was lost (not a broker that did not answer): the failover loop
+    leaves it to its caller, which reconnects after a back-off, to another node first."""
+
+
+class Failover:
+    """The brokers a client may use and the one it uses now: the one failover loop of the
+    Producer and the Worker. ``params`` is one pika ConnectionParameters or several."""
+
+    def __init__(self, params):
+        self.candidates = candidates(params)
+        self.current = 0
+
+    @property
+    def params(self):
+        """The ConnectionParameters of the broker in use (or to be tried first)."""
+        return self.candidates[self.current]
+
+    def skip(self):
+        """After a lost connection: try another broker first next time."""
+        self.current = (self.current + 1) % len(self.candidates)
+
+    def first_answering(self, attempt):
+        """``attempt(params)`` on each broker in turn, from the current one, which follows; the
+        first that does not raise BrokerUnreachable wins. A refusal (credentials, queue) or a
+        lost connection is raised at once; when none answers, the last one's error is."""
+        first = self.current
+        for offset in range(len(self.candidates)):
+            self.current = (first + offset) % len(self.candidates)
+            try:
+                return attempt(self.params)
+            except ConnectionLost:
+                raise
+            except BrokerUnreachable as exc:
+                if offset == len(self.candidates) - 1:
+                    raise
+                log.info("%s; trying the next broker", exc)
+        raise AssertionError("unreachable")          # pragma: no cover
+
+
+class Backoff:
+    """Delays between reconnection attempts: ``initial``, doubling up to ``maximum``."""
+
+    def __init__(self, initial=0.2, maximum=1.0):
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def reset(self):
+        self._next = self.initial
+
+    def next(self):
+        delay, self._next = self._next, min(self._next * 2, self.maximum)
+        return delay
+
+
 def describe(params):
     """Where ``params`` point, for messages: user@host:port/vhost (never the password)."""
     if isinstance(params, (list, tuple)):
@@ -141,46 +202,61 @@ def translate(exc, params):
     if isinstance(exc, pika.exceptions.IncompatibleProtocolError):
         return BrokerUnreachable(f"no AMQP broker answered at {where} (incompatible protocol or still starting)")
     if isinstance(exc, (pika.exceptions.AMQPConnectionError, OSError)):
-        detail = _first_cause(exc)
-        return BrokerUnreachable(f"cannot reach the broker at {where}: {detail}")
+        return BrokerUnreachable(f"cannot reach the broker at {where}: {reason(exc)}")
     return None
 
 
-def _first_cause(exc):
-    """A short description of what lies under a pika AMQPConnectionError."""
-    args = getattr(exc, "args", ())
-    while args and isinstance(args[0], Exception):
-        inner = args[0]
-        if isinstance(inner, pika.exceptions.AMQPConnectionError) and inner.args:
-            args = inner.args
-            continue
-        return f"{type(inner).__name__}: {inner}".rstrip(": ")
-    return str(exc) or type(exc).__name__
+def open_error(exc, params):
+    """The WorkqueueError for a connection that could not be opened, whatever pika raised."""
+    return translate(exc, params) or BrokerUnreachable(f"cannot reach the broker at {describe(params)}: {reason(exc)}")
 
 
-def connect(params):
-    """A pika BlockingConnection, or a WorkqueueError with one line saying why not."""
-    try:
-        return pika.BlockingConnection(params)
-    except Exception as exc:
-        error = translate(exc, params)
-        if error is None:
-            raise
-        raise error from None
+def reason(exc):
+    """Why a connection could not be made, in words: connection refused, name not resolved,
+    timed out... (pika wraps the socket's error in one or more workflow exceptions)."""
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(cause, socket.gaierror):
+            return f"host name not resolved ({cause.strerror or cause})"
+        if isinstance(cause, (socket.timeout, TimeoutError)) or type(cause).__name__.endswith("Timeout"):
+            return "timed out"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the peer"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+    text = " ".join(str(exc).split())
+    return text if text and not text.startswith("<") else type(exc).__name__
 
 
-def connect_any(params, first=0):
-    """(index, BlockingConnection) to the first broker of ``candidates(params)`` that answers,
-    trying them in turn from ``first``. A refusal (wrong password, no vhost) ends the search at
-    once; when none answers, the error of the last one tried is raised."""
-    options = candidates(params)
-    error = None
-    for offset in range(len(options)):
-        index = (first + offset) % len(options)
-        try:
-            return index, connect(options[index])
-        except BrokerUnreachable as exc:
-            if len(options) > 1:
-                log.info("%s; trying the next broker", exc)
-            error = exc
-    raise error
+def _causes(exc, depth=0):
+    """``exc`` and every exception inside it: args, the ``exceptions`` of a workflow failure,
+    ``exception`` of a connector error, and __cause__ / __context__."""
+    if exc is None or depth > 8:
+        return
+    yield exc
+    inner = list(getattr(exc, "exceptions", None) or [])
+    inner += [getattr(exc, "exception", None), exc.__cause__, exc.__context__]
+    inner += [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
+    for item in inner:
+        if isinstance(item, BaseException) and item is not exc:
+            yield from _causes(item, depth + 1)
+
+
+#: "inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received none but current is
+#: the value 'quorum' of type 'longstr'" (and 'durable': "received 'true' but current is 'false'")
+_INEQUIVALENT = re.compile(r"inequivalent arg '(?P<arg>[^']+)'.*current is (?:the value )?(?P<current>'[^']*'|none)")
+
+
+def existing_queue(reply_text):
+    """What a 406 says of the existing queue: {'x-queue-type': 'quorum'} or {'durable': False},
+    or {} when it says nothing we know."""
+    m = _INEQUIVALENT.search(reply_text or "")
+    if not m:
+        return {}
+    current = m.group("current").strip("'")
+    if m.group("arg") == "x-queue-type":
+        return {"x-queue-type": "classic" if current == "none" else current}
+    if m.group("arg") == "durable":
+        return {"durable": current == "true"}
+    return {}

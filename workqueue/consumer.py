@@ -1,24 +1,34 @@
 """Worker: consume tasks, run a handler off pika's I/O loop, ack after it returns.
 
 The connection thread only moves frames (so heartbeats keep flowing through a long task); a
-handler thread runs the tasks one at a time and hands the ack back to the connection thread.
-When the connection drops (broker restart or crash) the worker reconnects with backoff and
-resumes; a task whose ack could not be sent is redelivered by the broker (at least once).
+handler thread runs the tasks one at a time and hands each settlement (ack, retry, reject)
+back to the connection thread. When the connection drops (broker restart or crash) the worker
+reconnects with back-off, to another node first when it has several, and resumes; a task
+whose ack could not be sent is redelivered by the broker (at least once).
+
+Who owns what: the Worker owns its configuration, the failover state, the task queue between
+the threads and the session in use; a _Session owns one connection (its channel, consumer and
+the tasks it delivered and has not settled); the RetryPolicy decides what a failed task
+becomes and how a retry is sent.
 """
 
+from __future__ import annotations
+
 import dataclasses
-import functools
+import enum
 import logging
-import queue as queue_module
 import threading
+from collections.abc import Callable
+from queue import Queue
+from typing import Any
 
 import pika
 import pika.exceptions
 
 from workqueue._transport import send_immediately
-from workqueue.connection import candidates, describe, translate
+from workqueue.connection import Backoff, ConnectionLost, Failover, describe, existing_queue, open_error, translate
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
-from workqueue.queue import QueueSpec
+from workqueue.spec import QueueSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +38,9 @@ ATTEMPTS_HEADER = "x-workqueue-attempts"
 #: further tasks are already delivered and waiting (prefetch > 1), so a worker that dies
 #: leaves at most its prefetch of done-but-unacknowledged tasks to be redelivered.
 ACK_BATCH = 100
+#: Seconds to wait for the broker to answer the queue's declaration. RabbitMQ 4 gives no answer
+#: at all when a classic queue's node is down; the worker then reconnects and tries again.
+DECLARE_TIMEOUT = 30.0
 _COUNT_HEADERS = ("x-delivery-count", "x-acquired-count", ATTEMPTS_HEADER)
 
 #: Errors after which the worker reconnects; anything else ends run().
@@ -46,6 +59,15 @@ def _reason(exc):
     return text[:200]
 
 
+class Outcome(enum.Enum):
+    """What becomes of a task once the handler is done with it."""
+
+    ACK = "ack"              # done: acknowledged, gone from the queue
+    RETRY = "retry"          # failed under the delivery limit: tried again
+    REJECT = "reject"        # failed at the limit: to the dead-letter queue (or dropped)
+    REQUEUE = "requeue"      # not started (the worker is stopping): given back as it was
+
+
 @dataclasses.dataclass
 class Delivery:
     """One task as the handler sees it."""
@@ -57,17 +79,82 @@ class Delivery:
     headers: dict = dataclasses.field(default_factory=dict)
 
     @property
-    def text(self):
+    def text(self) -> str | None:
         """The body as text, or None when it is not UTF-8."""
         try:
             return self.body.decode("utf-8")
         except UnicodeDecodeError:
             return None
 
-    def display(self):
+    def display(self) -> str:
         """The body for printing: repr of the text, or repr of the bytes when undecodable."""
         text = self.text
         return repr(text) if text is not None else repr(self.body)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing task is tried, where it goes then, and how a retry is sent.
+
+    Earlier deliveries are counted by the broker on a quorum queue (x-delivery-count on 3.x,
+    x-acquired-count on 4.x, after a nack with requeue); on a classic queue the worker
+    republishes the task with its own attempts header and acks the delivery it had.
+    """
+
+    queue: QueueSpec
+    limit: int
+
+    @classmethod
+    def for_queue(cls, spec: QueueSpec) -> RetryPolicy:
+        limit = spec.delivery_limit or (1 if spec.dead_letter else DEFAULT_DELIVERY_LIMIT)
+        return cls(spec, limit)
+
+    @staticmethod
+    def earlier_deliveries(headers: dict | None) -> int:
+        return max((int(headers.get(h) or 0) for h in _COUNT_HEADERS), default=0) if headers else 0
+
+    def after_failure(self, delivery: Delivery, exc: Exception) -> Outcome:
+        failures = delivery.delivery_count + 1
+        if failures < self.limit:
+            log.warning("task %s failed (%s: %s), attempt %d of %d; retrying", delivery.display(),
+                        type(exc).__name__, exc, failures, self.limit)
+            return Outcome.RETRY
+        where = (f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter
+                 else "nowhere (dropped)")
+        log.error("task %s failed (%s: %s), attempt %d of %d; rejected to %s", delivery.display(),
+                  type(exc).__name__, exc, failures, self.limit, where)
+        return Outcome.REJECT
+
+    def retry(self, channel, tag: int, properties, delivery: Delivery) -> None:
+        """Send a failed task round again (on the connection thread)."""
+        if self.queue.queue_type == "quorum":
+            channel.basic_nack(tag, requeue=True)          # the broker counts the delivery
+            return
+        headers = dict(properties.headers or {})
+        headers[ATTEMPTS_HEADER] = delivery.delivery_count + 1
+        again = pika.BasicProperties(delivery_mode=properties.delivery_mode,
+                                     message_id=properties.message_id, headers=headers)
+        channel.basic_publish("", self.queue.name, delivery.body, again)
+        channel.basic_ack(tag)
+
+
+@dataclasses.dataclass
+class _Task:
+    """A delivered task on its way from the connection thread to the handler thread."""
+
+    session: _Session
+    tag: int
+    properties: Any
+    delivery: Delivery
+
+
+@dataclasses.dataclass
+class _Held:
+    """Done tasks of one session whose (multiple) ack is not sent yet: the last tag, how many."""
+
+    session: _Session
+    tag: int
+    count: int
 
 
 class Worker:
@@ -87,248 +174,167 @@ class Worker:
     reconnect). ``stop()`` is graceful and may be called from any thread or a signal handler.
     """
 
-    def __init__(self, params, queue=None, handler=None, *, prefetch=1, auto_ack=False,
-                 reconnect=True, reconnect_delay=0.2, max_reconnect_delay=1.0,
-                 on_consuming=None):
-        self.candidates = candidates(params)
-        self._current = 0                # index of the broker connected to (or to try first)
+    def __init__(self, params, queue: QueueSpec | None = None,
+                 handler: Callable[[Delivery], Any] | None = None, *, prefetch: int = 1,
+                 auto_ack: bool = False, reconnect: bool = True, reconnect_delay: float = 0.2,
+                 max_reconnect_delay: float = 1.0, declare_timeout: float = DECLARE_TIMEOUT,
+                 on_consuming: Callable[[], Any] | None = None):
+        self.failover = Failover(params)
         self.queue = queue or QueueSpec()
         self.handler = handler or (lambda delivery: None)
         self.prefetch = prefetch
         self.auto_ack = auto_ack
         self.reconnect = reconnect
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
+        self.backoff = Backoff(reconnect_delay, max_reconnect_delay)
+        self.declare_timeout = declare_timeout
+        self.policy = RetryPolicy.for_queue(self.queue)
         self.on_consuming = on_consuming or (lambda: None)
         self._stopping = threading.Event()
-        self._outstanding = 0            # received, not yet settled (connection thread only)
-        self._tasks = queue_module.Queue()
-        self._connection = None
-        self._session = None
-        self._generation = 0
-        self._thread = None
+        self._tasks: Queue[_Task | None] = Queue()
+        self._session: _Session | None = None
 
     # -- public API -----------------------------------------------------------------------
-    def run(self):
+    def run(self) -> None:
         """Consume until stop(); reconnect on connection loss. Raises fatal WorkqueueErrors."""
-        self._thread = threading.Thread(target=self._handle_forever, name="workqueue-handler",
-                                        daemon=True)
-        self._thread.start()
-        delay = self.reconnect_delay
+        handler_thread = threading.Thread(target=self._handle_forever, name="workqueue-handler", daemon=True)
+        handler_thread.start()
         try:
             while not self._stopping.is_set():
-                generation = self._generation
                 try:
-                    self._consume()
-                    delay = self.reconnect_delay
+                    self.failover.first_answering(self._consume)
+                    self.backoff.reset()
                 except (AccessRefused, QueueRefused, BadUrl):
                     raise
                 except _RECONNECTABLE as exc:
                     error = exc if isinstance(exc, BrokerUnreachable) else translate(exc, self.params)
-                    if self._generation != generation:      # it was consuming: the connection dropped
-                        error = BrokerUnreachable(f"connection to the broker at {describe(self.params)} "
-                                                  f"lost: {_reason(exc)}")
-                        self._current = (self._current + 1) % len(self.candidates)   # another node first
+                    if isinstance(exc, ConnectionLost):
+                        self.failover.skip()                 # another node first
                     if not self.reconnect or self._stopping.is_set():
                         raise (error or exc) from None
+                    delay = self.backoff.next()
                     log.warning("%s; reconnecting in %.1f s", error or exc, delay)
                     self._stopping.wait(delay)
-                    delay = min(delay * 2, self.max_reconnect_delay)
         finally:
             self._tasks.put(None)
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop taking tasks, finish and ack the current one, then return from run()."""
         self._stopping.set()
-        self._post(self._wake)
+        session = self._session
+        if session is not None:
+            session.post(session.check_stop)
 
     @property
-    def stopping(self):
+    def stopping(self) -> bool:
         return self._stopping.is_set()
 
     @property
     def params(self):
         """The ConnectionParameters of the broker connected to (or to be tried first)."""
-        return self.candidates[self._current]
+        return self.failover.params
 
     # -- connection thread ----------------------------------------------------------------
-    def _consume(self):
-        """One connection's life on pika's SelectConnection I/O loop (this thread): connect to
-        the first broker that answers, declare, consume until stop() or until the connection
-        is lost. Returns after a graceful stop; raises a WorkqueueError otherwise."""
-        error = None
-        for offset in range(len(self.candidates)):
-            index = (self._current + offset) % len(self.candidates)
-            session = _Session(self, index)
-            try:
-                return session.run()
-            except BrokerUnreachable as exc:
-                if session.opened or offset == len(self.candidates) - 1:
-                    raise
-                log.info("%s; trying the next broker", exc)
-                error = exc
-        raise error                                       # pragma: no cover - loop always returns/raises
+    def _consume(self, params) -> None:
+        """One connection's life on pika's SelectConnection I/O loop (this thread)."""
+        session = _Session(self, params)
+        self._session = session
+        try:
+            session.run()
+        finally:
+            self._session = None
 
-    def _wake(self):
-        """On the connection thread (after stop(), a settle...): finish when stopping and idle."""
-        session = self._session
-        if session is not None:
-            session.check_stop()
-
-    def _on_message(self, generation, channel, method, properties, body):
-        headers = properties.headers
-        count = 0
-        if headers:
-            # Earlier deliveries: quorum queues count them (x-delivery-count on 3.x; on 4.x a
-            # requeue by nack shows only in x-acquired-count); classic queues carry ours.
-            count = max(int(headers.get(h) or 0) for h in _COUNT_HEADERS)
-            headers = dict(headers)
-        delivery = Delivery(body, method.redelivered, count, properties.message_id, headers or {})
-        self._outstanding += 1
-        self._tasks.put((generation, channel, method.delivery_tag, properties, delivery))
-
-    def _settle(self, generation, channel, tag, properties, delivery, outcome):
-        """Runs on the connection thread: ack, retry or reject one task."""
-        if generation != self._generation or not channel.is_open:
-            log.info("connection was lost before the ack of %s; the broker redelivers it",
-                     delivery.display())
-            return
-        self._outstanding -= 1
-        if self.auto_ack:
-            self._wake()
-            return
-        if outcome == "ack":
-            channel.basic_ack(tag)
-        elif outcome == "requeue":
-            channel.basic_nack(tag, requeue=True)
-        elif outcome == "retry":
-            if self.queue.queue_type == "quorum":
-                channel.basic_nack(tag, requeue=True)      # the broker counts the delivery
-            else:
-                headers = dict(properties.headers or {})
-                headers[ATTEMPTS_HEADER] = delivery.delivery_count + 1
-                retry = pika.BasicProperties(delivery_mode=properties.delivery_mode,
-                                             message_id=properties.message_id, headers=headers)
-                channel.basic_publish("", self.queue.name, delivery.body, retry)
-                channel.basic_ack(tag)
-        elif outcome == "reject":
-            channel.basic_reject(tag, requeue=False)
-        self._wake()
-
-    def _settle_done(self, generation, channel, tag, count):
-        """Runs on the connection thread: ack ``count`` done tasks, the last one ``tag``."""
-        if generation != self._generation or not channel.is_open:
-            log.info("connection was lost before the ack of %d task(s); the broker redelivers them", count)
-            return
-        self._outstanding -= count
-        channel.basic_ack(tag, multiple=count > 1)
-        self._wake()
+    def _deliver(self, session: _Session, method, properties, body: bytes) -> None:
+        """A task arrived (connection thread): hand it to the handler thread."""
+        headers = dict(properties.headers) if properties.headers else {}
+        delivery = Delivery(body, method.redelivered, RetryPolicy.earlier_deliveries(headers),
+                            properties.message_id, headers)
+        self._tasks.put(_Task(session, method.delivery_tag, properties, delivery))
 
     # -- handler thread -------------------------------------------------------------------
-    def _handle_forever(self):
-        held = None         # [generation, channel, last tag, count]: done tasks, ack not yet sent
+    def _handle_forever(self) -> None:
+        held: _Held | None = None
 
         def release():
             nonlocal held
             if held is not None:
-                self._post(functools.partial(self._settle_done, *held))
-                held = None
+                h, held = held, None
+                h.session.post(lambda: h.session.ack_done(h.tag, h.count))
 
         while True:
             if held is not None and self._tasks.empty():
                 release()                               # nothing else delivered: ack now
-            item = self._tasks.get()
-            if item is None:
+            task = self._tasks.get()
+            if task is None:
                 release()
                 return
-            generation, channel, tag, properties, delivery = item
-            if held is not None and held[0] != generation:
+            if held is not None and held.session is not task.session:
                 held = None                             # that connection is gone: redelivered
-            if generation != self._generation and not self.auto_ack:
+            if task.session is not self._session and not self.auto_ack:
                 continue                                # the broker redelivers it
             if self._stopping.is_set() and not self.auto_ack:
-                outcome = "requeue"                     # not started: give it back
+                outcome = Outcome.REQUEUE               # not started: give it back
             else:
-                outcome = self._handle(delivery)
-            if outcome == "ack" and not self.auto_ack:
-                held = [generation, channel, tag, (held[3] + 1) if held else 1]
-                if held[3] >= ACK_BATCH:
+                outcome = self._handle(task.delivery)
+            if outcome is Outcome.ACK and not self.auto_ack:
+                held = _Held(task.session, task.tag, held.count + 1 if held else 1)
+                if held.count >= ACK_BATCH:
                     release()
                 continue
             release()                                   # settles go out in delivery order
-            self._post(functools.partial(self._settle, generation, channel, tag, properties,
-                                         delivery, outcome))
+            task.session.post(lambda t=task, o=outcome: t.session.settle(t, o))
 
-    def _handle(self, delivery):
+    def _handle(self, delivery: Delivery) -> Outcome:
         try:
             self.handler(delivery)
-            return "ack"
+            return Outcome.ACK
         except Exception as exc:  # a failing handler never kills the worker
-            failures = delivery.delivery_count + 1
-            limit = self.queue.delivery_limit or (1 if self.queue.dead_letter else DEFAULT_DELIVERY_LIMIT)
-            if failures < limit:
-                log.warning("task %s failed (%s: %s), attempt %d of %d; retrying", delivery.display(),
-                            type(exc).__name__, exc, failures, limit)
-                return "retry"
-            where = f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter else "nowhere (dropped)"
-            log.error("task %s failed (%s: %s), attempt %d of %d; rejected to %s", delivery.display(),
-                      type(exc).__name__, exc, failures, limit, where)
-            return "reject"
-
-    def _post(self, callback):
-        """Run ``callback`` on the connection thread (pika is not thread-safe)."""
-        conn = self._connection
-        if conn is None:
-            return
-        try:
-            conn.ioloop.add_callback_threadsafe(callback)
-        except Exception:
-            log.info("connection closed before a settle could be sent; the broker redelivers")
+            return self.policy.after_failure(delivery, exc)
 
 
 class _Session:
-    """One connection of a Worker: SelectConnection callbacks, all on the connection thread."""
+    """One connection of a Worker: SelectConnection callbacks, all on the connection thread
+    (but post(), which any thread may call)."""
 
-    def __init__(self, worker, index):
+    def __init__(self, worker: Worker, params):
         self.worker = worker
-        self.index = index
-        self.params = worker.candidates[index]
+        self.params = params
         self.opened = False
-        self.error = None
-        self.channel = None
-        self.consumer_tag = None
+        self.error: Exception | None = None
+        self.connection: Any = None     # pika.SelectConnection, once run() starts
+        self.channel: Any = None
+        self.consumer_tag: str | None = None
         self.consuming = False
         self.cancel_sent = False
-        self.connection = None
+        self.outstanding = 0            # delivered to this session, not yet settled
 
-    def run(self):
-        w = self.worker
+    def run(self) -> None:
         self.connection = pika.SelectConnection(
             self.params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed)
-        w._connection = self.connection
-        w._session = self
-        try:
-            self.connection.ioloop.start()
-        finally:
-            w._connection = None
-            w._session = None
+        self.connection.ioloop.start()
         if self.error is not None:
             raise self.error
 
+    def post(self, callback) -> None:
+        """Run ``callback`` on this connection's thread (pika is not thread-safe)."""
+        try:
+            self.connection.ioloop.add_callback_threadsafe(callback)
+        except Exception:
+            log.info("connection closed before a settle could be sent; the broker redelivers")
+
+    @property
+    def live(self) -> bool:
+        """Its channel is open: a settle sent now reaches the broker (after a reconnect, the
+        tasks of an earlier session are redelivered instead)."""
+        return self.channel is not None and self.channel.is_open
+
     # -- opening ----------------------------------------------------------------------------
     def _on_open_error(self, _connection, exc):
-        self.error = translate(exc, self.params) or BrokerUnreachable(
-            f"cannot reach the broker at {describe(self.params)}: {exc}")
+        self.error = open_error(exc, self.params)
         self.connection.ioloop.stop()
 
     def _on_open(self, connection):
-        w = self.worker
         self.opened = True
-        w._current = self.index
-        w._generation += 1
-        w._outstanding = 0
-        self.generation = w._generation
         send_immediately(connection)
         connection.channel(on_open_callback=self._on_channel)
 
@@ -336,6 +342,7 @@ class _Session:
         self.channel = channel
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_cancel_callback(self._on_cancelled_by_broker)
+        self.connection.ioloop.call_later(self.worker.declare_timeout, self._declare_timed_out)
         self._declare(list(self.worker.queue.declarations()))
 
     def _declare(self, pending):
@@ -346,11 +353,19 @@ class _Session:
         self.channel.queue_declare(name, durable=durable, arguments=arguments,
                                    callback=lambda _frame: self._declare(pending[1:]))
 
+    def _declare_timed_out(self):
+        if self.consuming or self.error is not None or not self.connection.is_open:
+            return
+        self.error = ConnectionLost(
+            f"no answer within {self.worker.declare_timeout:g} s to declaring queue {self.worker.queue.name!r} "
+            f"at {describe(self.params)} (RabbitMQ 4 does not answer while a classic queue's node is down)")
+        self.connection.close()
+
     def _on_qos(self, _frame):
         w = self.worker
-        on_message = functools.partial(w._on_message, self.generation)
-        self.consumer_tag = self.channel.basic_consume(w.queue.name, on_message, auto_ack=w.auto_ack,
-                                                       callback=self._on_consuming)
+        self.consumer_tag = self.channel.basic_consume(
+            w.queue.name, lambda _ch, method, properties, body: self._on_message(method, properties, body),
+            auto_ack=w.auto_ack, callback=self._on_consuming)
 
     def _on_consuming(self, _frame):
         w = self.worker
@@ -360,23 +375,55 @@ class _Session:
         w.on_consuming()
         self.check_stop()
 
-    # -- stopping and closing -------------------------------------------------------------------
-    def check_stop(self):
-        """Stopping: cancel the consumer once, then close when no task is outstanding."""
+    def _on_message(self, method, properties, body):
+        self.outstanding += 1
+        self.worker._deliver(self, method, properties, body)
+
+    # -- settling (posted by the handler thread) ---------------------------------------------
+    def settle(self, task: _Task, outcome: Outcome) -> None:
+        """Retry, reject or give back one task (an ack of done tasks is ack_done)."""
+        if not self.live:
+            log.info("connection was lost before the settle of %s; the broker redelivers it",
+                     task.delivery.display())
+            return
+        self.outstanding -= 1
         w = self.worker
-        if not w._stopping.is_set() or self.connection is None or not self.connection.is_open:
+        if not w.auto_ack:
+            if outcome is Outcome.ACK:
+                self.channel.basic_ack(task.tag)
+            elif outcome is Outcome.REQUEUE:
+                self.channel.basic_nack(task.tag, requeue=True)
+            elif outcome is Outcome.RETRY:
+                w.policy.retry(self.channel, task.tag, task.properties, task.delivery)
+            elif outcome is Outcome.REJECT:
+                self.channel.basic_reject(task.tag, requeue=False)
+        self.check_stop()
+
+    def ack_done(self, tag: int, count: int) -> None:
+        """Ack ``count`` done tasks, the last one ``tag``."""
+        if not self.live:
+            log.info("connection was lost before the ack of %d task(s); the broker redelivers them", count)
+            return
+        self.outstanding -= count
+        self.channel.basic_ack(tag, multiple=count > 1)
+        self.check_stop()
+
+    # -- stopping and closing -------------------------------------------------------------------
+    def check_stop(self) -> None:
+        """Stopping: cancel the consumer once, then close when no task is outstanding."""
+        if not self.worker.stopping or self.connection is None or not self.connection.is_open:
             return
         if self.consumer_tag is not None and not self.cancel_sent and self.channel.is_open:
             self.cancel_sent = True
             self.channel.basic_cancel(self.consumer_tag)
-        if w._outstanding == 0 or self.consumer_tag is None:
+        if self.outstanding == 0 or self.consumer_tag is None:
             self.connection.close()
 
     def _on_cancelled_by_broker(self, _frame):
         # The broker cancels a consumer whose queue went away (deleted, or its node lost):
         # reconnect and consume again rather than wait for deliveries that never come.
-        if not self.worker._stopping.is_set():
-            self.error = BrokerUnreachable(f"the broker cancelled the consumer of {self.worker.queue.name!r}")
+        if not self.worker.stopping:
+            self.error = ConnectionLost(f"the broker cancelled the consumer of {self.worker.queue.name!r}")
             self.connection.close()
 
     def _on_channel_closed(self, _channel, reason):
@@ -385,17 +432,16 @@ class _Session:
             if not self.consuming:                      # refused while declaring or subscribing
                 self.error = QueueRefused(
                     f"the broker refused queue {self.worker.queue.name!r}: {reason.reply_code} "
-                    f"{reason.reply_text}", reason.reply_code)
+                    f"{reason.reply_text}", reason.reply_code, existing_queue(reason.reply_text))
             else:
-                self.error = BrokerUnreachable(f"channel closed by the broker: {reason.reply_code} "
-                                               f"{reason.reply_text}")
+                self.error = ConnectionLost(f"channel closed by the broker: {reason.reply_code} "
+                                            f"{reason.reply_text}")
         if self.connection.is_open:
             self.connection.close()
 
     def _on_closed(self, _connection, reason):
-        w = self.worker
-        graceful = w._stopping.is_set() and self.error is None
+        graceful = self.worker.stopping and self.error is None
         if not graceful and self.error is None:
-            self.error = BrokerUnreachable(f"connection to the broker at {describe(self.params)} lost: "
-                                           f"{_reason(reason)}")
+            self.error = ConnectionLost(f"connection to the broker at {describe(self.params)} lost: "
+                                        f"{_reason(reason)}")
         self.connection.ioloop.stop()

@@ -10,7 +10,7 @@ import threading
 
 from workqueue.connection import redact
 from workqueue.producer import Producer
-from workqueue.testing import make_broker
+from workqueue.testing import MissingExtra, make_broker
 from workqueue.testing.processes import WorkerPool, stopped_by_signals
 
 _print_lock = threading.Lock()
@@ -53,7 +53,7 @@ def _scene(broker, params, options, tasks, seconds_per_dot, queue):
     try:
         for name in ("alice", "bob"):
             pool.start(name).wait_consuming(60)
-        from workqueue.queue import QueueSpec
+        from workqueue.spec import QueueSpec
         with Producer(params, QueueSpec(queue)) as producer:
             producer.publish_many(tasks)
         for task in tasks:
@@ -69,7 +69,9 @@ def _scene(broker, params, options, tasks, seconds_per_dot, queue):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m workqueue.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m workqueue.demo", description=__doc__.split("\n\n")[0],
+                                epilog="exit codes: 0 done; 1 an error; 2 bad usage, or the test extra is missing; "
+                                       "130 interrupted (Ctrl+C, SIGTERM)")
     p.add_argument("--broker", default=None, choices=("auto", "node", "container"),
                    help="broker backend (env WORKQUEUE_BROKER; default auto)")
     p.add_argument("--seconds-per-dot", type=float, default=0.3)
@@ -77,6 +79,9 @@ def main(argv=None):
     try:
         with stopped_by_signals("demo"):
             run(args.broker, args.seconds_per_dot)
+    except MissingExtra as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:
         print(f"demo: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -39,9 +39,12 @@ class QueueRefused(WorkqueueError):
 
     exit_code = 5
 
-    def __init__(self, message, reply_code=None):
+    def __init__(self, message, reply_code=None, existing=None):
         super().__init__(message)
         self.reply_code = reply_code
+        #: What the broker said of the queue as it exists ({'x-queue-type': 'quorum'} or
+        #: {'durable': False}) when it refused an inequivalent declaration; else {}.
+        self.existing = existing or {}
 
 
 class TaskNotConfirmed(WorkqueueError):

@@ -12,19 +12,23 @@ every task not yet confirmed. A task can then reach the queue twice (its confirm
 the connection), never zero times: at least once, as the workers are.
 """
 
+from __future__ import annotations
+
 import collections
 import itertools
 import logging
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pika
 import pika.exceptions
 import pika.spec
 
 from workqueue._transport import coalesce_writes
-from workqueue.connection import candidates, describe, translate
+from workqueue.connection import Backoff, Failover, describe, existing_queue, open_error
 from workqueue.errors import BrokerUnreachable, QueueRefused, TaskNotConfirmed, WorkqueueError
-from workqueue.queue import QueueSpec
+from workqueue.spec import QueueSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +56,11 @@ class Producer:
     to publish again tasks the broker nacks (as a quorum queue does while it elects a leader).
     """
 
-    def __init__(self, params, queue=None, *, persistent=True, declare=True, window=1000,
-                 confirm_timeout=60.0, reconnect_timeout=0.0):
-        self.candidates = candidates(params)
-        self._current = 0
+    def __init__(self, params, queue: QueueSpec | None = None, *, persistent: bool = True,
+                 declare: bool = True, window: int = 1000, confirm_timeout: float = 60.0,
+                 reconnect_timeout: float = 0.0, declare_timeout: float = 30.0):
+        self.failover = Failover(params)
+        self.declare_timeout = declare_timeout
         self.reconnect_timeout = reconnect_timeout
         self.reconnections = 0
         self.resent_after_nack = 0
@@ -64,14 +69,14 @@ class Producer:
         self.declare = declare
         self.window = window
         self.confirm_timeout = confirm_timeout
-        self._connection = None
-        self._channel = None
+        self._connection: Any = None       # pika.SelectConnection
+        self._channel: Any = None
         self._ready = False
-        self._error = None
+        self._error: WorkqueueError | None = None
         self._seq = 0                      # last delivery tag used on the current channel
-        self._returned = collections.Counter()   # body -> basic.returns not yet matched to a confirm
-        self._return_reason = None
-        self._batch = None
+        self._returned: collections.Counter[bytes] = collections.Counter()   # body -> basic.returns not yet confirmed
+        self._return_reason: str | None = None
+        self._batch: _Batch | None = None
         # One properties object for every task: nothing in it varies from task to task.
         self._properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent if persistent else pika.DeliveryMode.Transient)
@@ -85,11 +90,12 @@ class Producer:
         self.close()
 
     # -- public API -----------------------------------------------------------------------
-    def publish(self, body):
+    def publish(self, body: str | bytes) -> None:
         """Publish one task and wait for its confirm; raise a WorkqueueError if it fails."""
         self.publish_many([body])
 
-    def publish_many(self, bodies, window=None, on_confirm=None):
+    def publish_many(self, bodies: Iterable[str | bytes], window: int | None = None,
+                     on_confirm: Callable[[bytes], Any] | None = None) -> int:
         """Publish every task in ``bodies`` with up to ``window`` unconfirmed at a time.
 
         Returns the number of tasks confirmed; ``on_confirm(body)`` is called for each as its
@@ -110,7 +116,7 @@ class Producer:
                 break
             log.warning("%s; reconnecting and publishing the unconfirmed tasks again", batch.error)
             batch.requeue_unconfirmed()
-            self._current = (self._current + 1) % len(self.candidates)     # another node first
+            self.failover.skip()                                             # another node first
             self._reconnect(time.monotonic() + self.reconnect_timeout)
         if batch.error is not None:
             raise batch.error
@@ -119,42 +125,34 @@ class Producer:
     @property
     def params(self):
         """The ConnectionParameters of the broker connected to (or to be tried first)."""
-        return self.candidates[self._current]
+        return self.failover.params
 
     def _reconnect(self, deadline):
-        delay = 0.1
+        backoff = Backoff(0.1, 1.0)
         while True:
             try:
                 self.connect()
                 self.reconnections += 1
                 return
             except BrokerUnreachable:
+                delay = backoff.next()
                 if time.monotonic() + delay > deadline:
                     raise
                 time.sleep(delay)          # back-off between attempts, not a synchronisation
-                delay = min(delay * 2, 1.0)
 
-    def connect(self):
+    def connect(self) -> None:
         """Open the connection, the confirm-mode channel, and declare the queue (idempotent).
 
         Tries each broker in turn from the current one; a refusal (credentials, queue) is
         raised at once, and when none answers the last one's error is raised."""
         if self._ready and self._connection is not None and self._connection.is_open:
             return
-        first = self._current
-        for offset in range(len(self.candidates)):
-            self._current = (first + offset) % len(self.candidates)
-            try:
-                return self._connect_one()
-            except BrokerUnreachable as exc:
-                if offset == len(self.candidates) - 1:
-                    raise
-                log.info("%s; trying the next broker", exc)
+        self.failover.first_answering(self._connect_one)
 
-    def _connect_one(self):
+    def _connect_one(self, params):
         self._reset()
         self._connection = pika.SelectConnection(
-            self.params,
+            params,
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_connection_open_error,
             on_close_callback=self._on_connection_closed,
@@ -165,7 +163,7 @@ class Producer:
             self._drop_connection()
             raise error
 
-    def close(self):
+    def close(self) -> None:
         """Close the connection (pending confirms are not awaited)."""
         conn = self._connection
         if conn is not None and conn.is_open:
@@ -202,8 +200,7 @@ class Producer:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_open_error(self, _connection, exc):
-        self._error = translate(exc, self.params) or BrokerUnreachable(
-            f"cannot reach the broker at {describe(self.params)}: {exc}")
+        self._error = open_error(exc, self.params)
         self._stop()
 
     def _on_connection_closed(self, _connection, reason):
@@ -222,7 +219,17 @@ class Producer:
         channel.confirm_delivery(self._on_confirm, callback=self._on_confirm_mode)
 
     def _on_confirm_mode(self, _frame):
+        if self.declare:
+            self._connection.ioloop.call_later(self.declare_timeout, self._declare_timed_out)
         self._declare(list(self.queue.declarations()) if self.declare else [])
+
+    def _declare_timed_out(self):
+        if self._ready or self._error is not None or self._connection is None or not self._connection.is_open:
+            return
+        self._error = BrokerUnreachable(
+            f"no answer within {self.declare_timeout:g} s to declaring queue {self.queue.name!r} at "
+            f"{describe(self.params)} (RabbitMQ 4 does not answer while a classic queue's node is down)")
+        self._connection.close()
 
     def _declare(self, pending):
         """Declare each (name, durable, arguments) in turn, then the producer is ready."""
@@ -239,11 +246,12 @@ class Producer:
 
     def _on_channel_closed(self, _channel, reason):
         self._ready = False
+        error: WorkqueueError
         if isinstance(reason, (pika.exceptions.ChannelClosedByBroker,
                                pika.exceptions.ConnectionClosedByBroker)):
             error = QueueRefused(
                 f"the broker refused queue {self.queue.name!r}: {reason.reply_code} {reason.reply_text}",
-                reason.reply_code)
+                reason.reply_code, existing_queue(reason.reply_text))
         else:
             error = WorkqueueError(f"channel closed: {reason}")
         batch = self._batch
@@ -273,43 +281,33 @@ class Producer:
         method = frame.method
         if batch is None:
             return
-        acked = isinstance(method, pika.spec.Basic.Ack)
         bodies = batch.confirm(method.delivery_tag, method.multiple)
-        if acked:
-            batch.nacked_since = None
-        if acked and not self._returned:
-            batch.confirmed += len(bodies)
-            if batch.on_confirm is not None:
-                for body in bodies:
-                    batch.on_confirm(body)
+        if not isinstance(method, pika.spec.Basic.Ack):
+            for body in bodies:
+                self._on_nack(batch, body)
+            if batch.error is None:
+                # The broker did not take these (e.g. a quorum queue electing a leader): try
+                # again shortly rather than at once.
+                self._connection.ioloop.call_later(0.1, self._pump)
+                return
+        elif not self._returned:
+            batch.acked(bodies)
         else:
             for body in bodies:
-                if not acked:
-                    self._on_nack(batch, body)
-                elif self._returned[body] > 0:
+                if self._returned[body] > 0:
                     self._returned[body] -= 1
                     if not self._returned[body]:
                         del self._returned[body]
                     batch.fail(TaskNotConfirmed(
                         f"task {preview(body)} is unroutable: no queue {self.queue.name!r} ({self._return_reason})"))
                 else:
-                    batch.confirmed += 1
-                    if batch.on_confirm is not None:
-                        batch.on_confirm(body)
-        if not acked and batch.error is None:
-            # The broker did not take these (e.g. a quorum queue electing a leader): try again
-            # shortly rather than at once.
-            self._connection.ioloop.call_later(0.1, self._pump)
-            return
+                    batch.acked([body])
         self._pump()
 
     def _on_nack(self, batch, body):
         """A nacked task: an error, or (with reconnect_timeout) sent again while nacks have not
         gone on for longer than that."""
-        now = time.monotonic()
-        if batch.nacked_since is None:
-            batch.nacked_since = now
-        if self.reconnect_timeout > 0 and now - batch.nacked_since < self.reconnect_timeout:
+        if self.reconnect_timeout > 0 and batch.nacked_for() < self.reconnect_timeout:
             batch.resend(body)
             self.resent_after_nack += 1
             return
@@ -323,13 +321,13 @@ class Producer:
             publish, name, properties = self._channel.basic_publish, self.queue.name, self._properties
             for body in batch.take(batch.window - batch.unconfirmed):
                 publish("", name, body, properties, mandatory=True)
-            self._seq = batch.first_tag + len(batch._unconfirmed) - 1
+            self._seq = batch.last_tag
         # After a failure nothing more is published; outstanding confirms are still awaited.
         if batch.done or (batch.error is not None and batch.unconfirmed == 0):
-            batch.done = True
+            batch.finish()
             self._stop()
 
-    def _watch(self, batch):
+    def _watch(self, batch: _Batch) -> None:
         """Fail the batch if no confirm arrives for ``confirm_timeout`` seconds."""
         def check():
             if batch.done or self._batch is not batch:
@@ -338,7 +336,7 @@ class Producer:
                 batch.fail(TaskNotConfirmed(
                     f"no confirm from the broker for {self.confirm_timeout:g} s; first unconfirmed "
                     f"task {preview(batch.first_unconfirmed())}"))
-                batch.done = True
+                batch.finish()
                 self._stop()
                 return
             self._connection.ioloop.call_later(1.0, check)
@@ -354,12 +352,12 @@ class _Batch:
 
     def __init__(self, bodies, window, on_confirm=None):
         self._bodies = bodies
-        self._resend = collections.deque()     # unconfirmed when a connection was lost
+        self._resend: collections.deque[bytes] = collections.deque()   # unconfirmed when a connection was lost
         self.on_confirm = on_confirm
         self.lost = False                      # the error is a lost connection (worth a retry)
         self.nacked_since = None               # first nack since the last ack
         self.window = max(1, window)
-        self._unconfirmed = collections.deque()
+        self._unconfirmed: collections.deque[bytes] = collections.deque()
         self.first_tag = 1
         self._early = set()                    # tags confirmed singly, out of order
         self.exhausted = False
@@ -372,13 +370,36 @@ class _Batch:
     def unconfirmed(self):
         return len(self._unconfirmed) - len(self._early)
 
+    @property
+    def last_tag(self):
+        """The delivery tag of the last task published on the current channel."""
+        return self.first_tag + len(self._unconfirmed) - 1
+
+    def acked(self, bodies):
+        """These tasks are confirmed: count them, report them, end any run of nacks."""
+        self.nacked_since = None
+        self.confirmed += len(bodies)
+        if self.on_confirm is not None:
+            for body in bodies:
+                self.on_confirm(body)
+
+    def nacked_for(self):
+        """Seconds since the first nack of the current run of nacks (starting one now)."""
+        now = time.monotonic()
+        if self.nacked_since is None:
+            self.nacked_since = now
+        return now - self.nacked_since
+
+    def finish(self):
+        self.done = True
+
     def rebase(self, first_tag):
         """The channel's next delivery tag (nothing is unconfirmed at this point)."""
         self.first_tag = first_tag
 
     def take(self, count):
         """Up to ``count`` bodies to publish next (re-sends first), recorded as unconfirmed."""
-        out = []
+        out: list[bytes] = []
         while self._resend and len(out) < count:
             out.append(self._resend.popleft())
         if not self.exhausted and len(out) < count:

@@ -244,7 +244,7 @@ def schedule(args, rng):
 
 # -- one run ---------------------------------------------------------------------------------------
 def run(args):
-    from workqueue.queue import QueueSpec
+    from workqueue.spec import QueueSpec
     from workqueue.testing import make_broker, make_cluster, wait_until
 
     rng = random.Random(args.seed)
@@ -258,7 +258,7 @@ def run(args):
     with target, tempfile.TemporaryDirectory(prefix="workqueue-soak-") as directory:
         boot = time.monotonic() - started
         vhost = target.new_vhost("soak")
-        members = target.members if args.cluster else [target]
+        members = target.members
         records = Records(directory)
         workers = Workers([m.url(vhost) for m in members],
                           ["--queue", queue.name, "--queue-type", queue.queue_type], args.prefetch, directory,
@@ -267,7 +267,7 @@ def run(args):
             for _ in range(args.workers):
                 workers.start()
             params = [m.params(vhost) for m in members]
-            publisher = Publisher(params if args.cluster else params[0], queue, bodies, args.window,
+            publisher = Publisher(params, queue, bodies, args.window,
                                   args.backlog, lambda: records.unique, deadline)
             run_started = time.monotonic()
             publisher.start()
@@ -277,9 +277,9 @@ def run(args):
             settled_at = run_started + QUEUE_SETTLE_SECONDS
             progress = {"seen": (0, 0), "at": time.monotonic()}
 
-            def node_down_then_back(member, done_then):
-                # The node stays down until the others have done more work, then rejoins; in
-                # the meantime the main loop goes on (and may kill workers).
+            def down_then_back(member, done_then):
+                # A node of a cluster stays down until the others have done more work, then
+                # rejoins; in the meantime the main loop goes on (and may kill workers).
                 try:
                     wait_until(lambda: records.unique >= min(done_then + max(args.n // 100, 1),
                                                              len(publisher.confirmed)),
@@ -294,17 +294,14 @@ def run(args):
                     workers.kill_one(rng)
                     chaos.kills += 1
                     return
-                if args.cluster:       # one node: the quorum queue's leader
-                    member = target.member(target.leader(vhost, queue.name) or rng.choice(target.nodes))
-                    target.kill(member) if kind == "crash" else member.stop()
-                    thread = threading.Thread(target=node_down_then_back, args=(member, records.unique),
-                                              daemon=True)
+                member = target.fault_member(vhost, queue.name)   # one broker, or the queue's leader node
+                target.crash(member) if kind == "crash" else target.stop_member(member)
+                if target.can_work_without(member):
+                    thread = threading.Thread(target=down_then_back, args=(member, records.unique), daemon=True)
                     thread.start()
                     recovering[:] = [thread]
-                elif kind == "crash":
-                    target.crash_and_recover()
                 else:
-                    target.restart()
+                    target.recover(member)
                 chaos.crashes += kind == "crash"
                 chaos.restarts += kind == "restart"
                 progress["at"] = time.monotonic()      # the stall clock starts after recovery
@@ -508,7 +505,10 @@ class Result:
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m workqueue.soak", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="exit codes: 0 PASS; 1 FAIL (the checker's verdict, or a run that could "
+                                       "not come to one); 2 bad usage, or the test extra is missing; 3 the "
+                                       "broker could not be started; 130 interrupted (Ctrl+C, SIGTERM)")
     p.add_argument("-n", type=int, default=10_000, help="tasks to publish, each uniquely numbered")
     p.add_argument("--workers", type=int, default=4, help="worker processes running at any time")
     p.add_argument("--prefetch", type=int, default=10, help="each worker's prefetch")
@@ -537,11 +537,14 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)
-    from workqueue.testing import BrokerError
+    from workqueue.testing import BrokerError, MissingExtra
     from workqueue.testing.processes import stopped_by_signals
     try:
         with stopped_by_signals("soak"):
             result = run(args)
+    except MissingExtra as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except BrokerError as exc:
         print(f"{p.prog}: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
         return 3

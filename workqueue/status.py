@@ -13,7 +13,6 @@ from workqueue import cli
 from workqueue.connection import parameters_from_url
 from workqueue.management import Management
 
-
 UNKNOWN = "?"
 
 

@@ -2,14 +2,15 @@
 Feature: Declaring queues
   Declaring a queue is idempotent only with the same properties. The tutorial's first step
   made a non-durable queue "hello"; asking for a durable "hello" afterwards is refused, and the
-  tutorial's answer is a new queue, "task_queue".
+  tutorial's answer is a new queue, "task_queue". The refusal names the option that matches the
+  queue as it exists.
 
   Rule: An existing queue is not redeclared with other properties
 
     Scenario: A non-durable "hello" cannot become durable
       Given a non-durable queue "hello" holding the task "Hello World!"
       When the producer sends "First message." to "hello" as a durable queue
-      Then the producer fails with one line saying 406 PRECONDITION_FAILED
+      Then the producer fails with one line saying 406 PRECONDITION_FAILED and --transient
       And the queue "hello" still holds 1 task and is not durable
 
     Scenario: A new durable queue works instead
@@ -23,7 +24,7 @@ Feature: Declaring queues
     Scenario: A classic queue cannot become a quorum queue
       Given a durable queue "task_queue" holding the task "First message."
       When the producer sends "Second message." to "task_queue" as a quorum queue
-      Then the producer fails with one line saying 406 PRECONDITION_FAILED
+      Then the producer fails with one line saying 406 PRECONDITION_FAILED and --queue-type classic
       And the queue "task_queue" holds 1 task
 
   Rule: Transient non-exclusive queues are a deprecated feature of RabbitMQ 4

@@ -10,6 +10,7 @@ One interface (workqueue.testing.base.Broker), three backends:
 into one RabbitMQ cluster) are the only places that choose between them.
 """
 
+import importlib.util
 import os
 
 from workqueue.testing.base import (
@@ -23,6 +24,21 @@ from workqueue.testing.base import (
 )
 
 BACKENDS = ("auto", "node", "container", "url")
+#: What the throwaway brokers import, all from the test extra.
+TEST_EXTRA_MODULES = ("mirakuru", "pytest_rabbitmq", "testcontainers", "docker")
+
+
+class MissingExtra(NoBroker):
+    """Throwaway brokers need the test extra, which is not installed."""
+
+    exit_code = 2
+
+
+def require_test_extra():
+    missing = [m for m in TEST_EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtra(f"throwaway brokers need the test extra: pip install 'workqueue[test]' "
+                           f"(missing: {', '.join(missing)})")
 
 NO_BROKER = ("no RabbitMQ broker can be had: start a Docker engine (--broker=container), "
              "install rabbitmq-server (--broker=node), or give a running broker "
@@ -37,6 +53,8 @@ def choose_backend(kind=None):
     kind = kind or os.environ.get("WORKQUEUE_BROKER") or "auto"
     if kind not in BACKENDS:
         raise NoBroker(f"unknown broker backend {kind!r}: choose one of {', '.join(BACKENDS)}")
+    if kind != "url":
+        require_test_extra()
     if kind == "auto":
         if docker_available():
             return "container"
@@ -79,5 +97,5 @@ def make_cluster(kind=None, size=3, **kwargs):
                                    "backend cannot start brokers")
 
 
-__all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "NoBroker",
+__all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "MissingExtra", "NoBroker",
            "choose_backend", "free_port", "make_broker", "make_cluster", "scenario_vhost", "wait_until"]

@@ -60,7 +60,38 @@ def wait_until(predicate, timeout, what, interval=0.1):
 
 class Target:
     """What brokers and clusters share: ``with`` starts, and closes on the way out (also when
-    the start itself fails half-way); virtual hosts through the management API."""
+    the start itself fails half-way); virtual hosts through the management API; and one fault
+    interface, so that the soak and the steps never ask which of the two they hold:
+
+    - ``fault_member(vhost, queue)``: the broker a fault should hit (a lone broker: itself; a
+      cluster: the node leading the queue);
+    - ``crash(member)`` (SIGKILL / docker kill, data kept), ``stop_member(member)`` (graceful);
+    - ``recover(member)``: start it again and wait until it serves (a cluster: until it has
+      rejoined);
+    - ``can_work_without(member)``: whether work can go on while it is down (other nodes).
+    """
+
+    members: list
+
+    def fault_member(self, vhost, queue):
+        return self.members[0]
+
+    def crash(self, member):
+        member.kill()
+
+    def stop_member(self, member):
+        member.stop()
+
+    def recover(self, member):
+        member.start()
+
+    def can_work_without(self, member):
+        return any(m is not member for m in self.members)
+
+    def leftovers(self):
+        """What close() should have removed and still exists (processes, directories,
+        containers), each in a few words: empty after a clean close()."""
+        return [item for m in self.members for item in m.own_leftovers()]
 
     def new_vhost(self, prefix="scenario"):
         name = f"{prefix}-{secrets.token_hex(4)}"
@@ -109,6 +140,10 @@ class Broker(Target):
     kind = "abstract"
     controllable = True
 
+    @property
+    def members(self):
+        return [self]
+
     def __init__(self, username=None, password=None, port=None, management_port=None,
                  extra_conf="", startup_timeout=90.0):
         self.host = "127.0.0.1"
@@ -119,7 +154,6 @@ class Broker(Target):
         self.extra_conf = extra_conf
         self.startup_timeout = startup_timeout
         self.started = False
-        self.restarts = 0
         self._version = None
 
     # -- lifecycle (public) -----------------------------------------------------------------
@@ -143,12 +177,10 @@ class Broker(Target):
     def restart(self):
         self.stop()
         self.start()
-        self.restarts += 1
 
     def crash_and_recover(self):
         self.kill()
         self.start()
-        self.restarts += 1
 
     def close(self):
         """Stop and remove everything this broker made (process or container, data)."""
@@ -256,6 +288,14 @@ class Broker(Target):
 
     def logs(self, tail=200):
         return ""
+
+    def listening_on(self):
+        """{port: {host addresses}} of every port this broker listens on (or publishes) on this
+        machine: a throwaway broker must listen on loopback only."""
+        raise BrokerControlUnavailable(f"the {self.kind} backend's broker is not ours to inspect")
+
+    def own_leftovers(self):
+        return []
 
     def __repr__(self):
         return f"<{type(self).__name__} {redact(self.url())}>"

@@ -65,9 +65,6 @@ class Cluster(Target):
     def member(self, node_name):
         return next(m for m in self.members if m.node_name == node_name)
 
-    def live_members(self):
-        return [m for m in self.members if m.is_ready()]
-
     @property
     def management(self):
         """The management API of a node that answers."""
@@ -95,12 +92,15 @@ class Cluster(Target):
         except Exception:
             return False
 
-    def kill(self, member):
-        """A real crash of one node (SIGKILL / docker kill); its data stays."""
-        member.kill()
+    def fault_member(self, vhost, queue):
+        """The node leading ``queue`` (a quorum queue's leader, a classic queue's home); the
+        first node when the API names none."""
+        leader = self.leader(vhost, queue)
+        return self.member(leader) if leader else self.members[0]
 
     def recover(self, member):
-        """Start a crashed node again on its data and wait until it is back in the cluster."""
+        """Start a crashed or stopped node again on its data and wait until it is back in the
+        cluster."""
         member.start()
         self.wait_formed()
 

@@ -84,6 +84,7 @@ class ContainerBroker(Broker):
             container.with_env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", f"-setcookie {cookie}")
         self._container = container
         self._created = False
+        self._id = None
 
     @property
     def _wrapped(self):
@@ -91,7 +92,11 @@ class ContainerBroker(Broker):
 
     @property
     def container_id(self):
-        return self._container.get_container_id() if self._created else None
+        if not self._created:
+            return None
+        if self._id is None:
+            self._id = self._container.get_container_id()
+        return self._id
 
     def _start(self):
         try:
@@ -100,6 +105,7 @@ class ContainerBroker(Broker):
                 # DockerContainer.start: create and start; the readiness probe is ours
                 # (Broker.wait_ready), which also notices a container that exited.
                 _docker_container_class().start(self._container)
+                self.container_id                       # noqa: B018 - known before any removal
             else:
                 self._wrapped.start()
         except Exception as exc:
@@ -130,6 +136,28 @@ class ContainerBroker(Broker):
             except Exception:
                 pass
             self._container.get_docker_client().client.close()
+
+    def listening_on(self):
+        self._wrapped.reload()
+        bindings = self._wrapped.attrs["HostConfig"]["PortBindings"] or {}
+        found = {}
+        for binding in bindings.values():
+            for b in binding or []:
+                found.setdefault(int(b["HostPort"]), set()).add(b["HostIp"] or "0.0.0.0")
+        return found
+
+    def own_leftovers(self):
+        if not self._created:
+            return []
+        import docker
+        client = docker_client()
+        try:
+            client.containers.get(self.container_id)
+            return [f"container {self.container_id[:12]}"]
+        except docker.errors.NotFound:
+            return []
+        finally:
+            client.close()
 
     def ctl(self, *args):
         cookie = ["--erlang-cookie", self.cookie] if self.cookie else []

@@ -5,16 +5,15 @@ Everything lives under one temporary directory: data (mnesia), logs, config, the
 and nothing is left behind. Starting again on the same data after a kill is crash recovery.
 """
 
+import functools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
-
-from mirakuru.exceptions import ProcessExitedWithError
-from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, port_open, wait_until
 
@@ -33,23 +32,52 @@ def require_node():
                        "(apt-get install rabbitmq-server)")
 
 
-class _Executor(RabbitMqExecutor):
-    """RabbitMqExecutor with the extra environment a private, loopback-only node needs."""
+@functools.cache
+def _executor_class():
+    """pytest-rabbitmq's executor with our environment (imported on first use: the test extra)."""
+    from mirakuru.exceptions import ProcessExitedWithError
+    from pytest_rabbitmq.factories.executor import RabbitMqExecutor
 
-    def __init__(self, extra_env, console_log, **kwargs):
-        super().__init__(**kwargs)
-        self._envvars.update(extra_env)     # ours win over RabbitMqExecutor's plugin file and log base
-        # The console (boot banner, config errors) goes to a file: a pipe nobody reads would
-        # eventually block the broker.
-        self._stdout = console_log
-        self._stderr = subprocess.STDOUT
+    class _Executor(RabbitMqExecutor):
+        """RabbitMqExecutor with the extra environment a private, loopback-only node needs."""
 
-    def check_subprocess(self):
-        # rabbitmq-server exits 0 when its boot fails; mirakuru only gives up on a non-zero
-        # exit and would wait for the port until the timeout.
-        if self.process is not None and self.process.poll() == 0:
-            raise ProcessExitedWithError(self, 0)
-        return super().check_subprocess()
+        def __init__(self, extra_env, console_log, **kwargs):
+            super().__init__(**kwargs)
+            self._envvars.update(extra_env)     # ours win over RabbitMqExecutor's plugin file and log base
+            # The console (boot banner, config errors) goes to a file: a pipe nobody reads would
+            # eventually block the broker.
+            self._stdout = console_log
+            self._stderr = subprocess.STDOUT
+
+        def check_subprocess(self):
+            # rabbitmq-server exits 0 when its boot fails; mirakuru only gives up on a non-zero
+            # exit and would wait for the port until the timeout.
+            if self.process is not None and self.process.poll() == 0:
+                raise ProcessExitedWithError(self, 0)
+            return super().check_subprocess()
+
+    return _Executor
+
+
+def listening_sockets():
+    """(address, port) of every TCP socket listening on this machine (from /proc/net)."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            with open(table) as f:
+                rows = list(f)[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] != "0A":                      # LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((socket.inet_ntop(family, raw), int(port, 16)))
+    return found
 
 
 class Epmd:
@@ -166,7 +194,7 @@ class NodeBroker(Broker):
         }
         self.console_log = self.base / "log" / "console.log"
         self._console = open(self.console_log, "ab")
-        self._executor = _Executor(
+        self._executor = _executor_class()(
             self.env, self._console, command=SERVER, host="127.0.0.1", port=self.port,
             distribution_port=self.dist_port, rabbit_ctl=CTL, logpath=self.base / "log",
             path=self.base, plugin_path=self.base, node_name=self.node_name)
@@ -227,6 +255,27 @@ class NodeBroker(Broker):
         if result.returncode != 0:
             raise BrokerError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
         return result.stdout
+
+    def listening_on(self):
+        ports = {self.port, self.management_port, self.dist_port, self.epmd_port}
+        found = {port: set() for port in ports}
+        for address, port in listening_sockets():
+            if port in found:
+                found[port].add(address)
+        return found
+
+    def own_leftovers(self):
+        out = []
+        process = self._executor.process
+        if process is not None and process.poll() is None:
+            out.append(f"rabbitmq-server pid {process.pid}")
+        if self._own_epmd:
+            if self.epmd.process is not None and self.epmd.process.poll() is None:
+                out.append(f"epmd pid {self.epmd.pid}")
+            out += [f"stray epmd pid {pid}" for pid in self.epmd.strays()]
+        if self._own_dir and self.base.exists():
+            out.append(f"directory {self.base}")
+        return out
 
     def logs(self, tail=200):
         """The node's log; its console output (where boot errors go) when the log is empty."""

@@ -196,9 +196,6 @@ class WorkerProcess:
         self.signal(signal.SIGKILL)
         self.process.wait(30)
 
-    def terminate(self):
-        self.signal(signal.SIGTERM)
-
     def close(self):
         if self.process.poll() is None:
             self.signal(signal.SIGCONT)

@@ -29,7 +29,7 @@ class QueueSpec:
     @property
     def arguments(self):
         """The x-arguments of the declaration."""
-        args = {}
+        args: dict[str, object] = {}
         if self.queue_type != "classic":
             args["x-queue-type"] = self.queue_type
         if self.delivery_limit is not None and self.queue_type == "quorum":
@@ -45,8 +45,3 @@ class QueueSpec:
             dead_args = {"x-queue-type": self.queue_type} if self.queue_type != "classic" else {}
             yield self.dead_letter, self.durable, dead_args
         yield self.name, self.durable, self.arguments
-
-    def declare(self, channel):
-        """Declare the dead-letter queue (if any) and this queue on a BlockingChannel."""
-        for name, durable, arguments in self.declarations():
-            channel.queue_declare(queue=name, durable=durable, arguments=arguments)

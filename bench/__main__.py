@@ -1,11 +1,17 @@
 """``make bench``: workqueue against raw pika, Dramatiq and Celery, on one throwaway broker.
 
-Every figure is the median of --runs runs, shown with its ratio to raw pika in the same run.
-Everyone gets the same durability: durable queue, persistent messages, publisher confirms
-where the library has them, ack after the task. Anomalies (a stalled run, a partial drain, a
-library that is not installed) are reported in the table, not dropped. The last rows are
-failure-detection latencies of workqueue's worker: SIGKILL of a busy worker to its task
-starting on another; broker back up to a worker consuming again.
+    python -m bench [-n N] [--runs R] [--prefetch P] [--broker node|container]
+
+Every figure is the median of --runs runs. The runs are interleaved (run 1 of every row, then
+run 2 of every row...), so a slow minute of the machine does not land on one row. Everyone gets
+the same durability: durable queue, persistent messages, publisher confirms where the library
+has them, ack after the task; each row says its ack mode. Ratios compare like with like:
+confirmed publishers with raw pika's best confirmed publisher, unconfirmed ones with raw pika's
+unconfirmed floor, each drain with raw pika at the same prefetch and the same ack mode.
+Anomalies (a stalled run, a partial drain, a library that is not installed) are reported in the
+table, not dropped. The last rows are failure-detection latencies of workqueue's worker:
+SIGKILL of a busy worker to its task starting on another; broker back up to a worker consuming
+again. Not part of the installed package (as Dramatiq keeps its benchmarks beside it).
 """
 
 import argparse
@@ -18,22 +24,13 @@ import time
 
 import pika
 
-from workqueue import bench_peers
+from bench import peers
+from bench.handlers import MARKS_ENV
 from workqueue.consumer import Worker
 from workqueue.producer import Producer
-from workqueue.queue import QueueSpec
+from workqueue.spec import QueueSpec
 from workqueue.testing import make_broker, wait_until
 from workqueue.testing.processes import WorkerProcess, stopped_by_signals
-
-MARKS_ENV = "WQ_BENCH_TASK_MARKS"
-
-
-def mark_start(delivery):
-    """Worker handler for the latency rows: note when a task starts; a "long" task then lasts."""
-    with open(os.environ[MARKS_ENV], "a") as f:
-        f.write(f"{time.time()} {os.getpid()} {delivery.text}\n")
-    if delivery.text == "long":
-        time.sleep(60)
 
 
 def _fresh_queue(params, name):
@@ -110,15 +107,19 @@ def workqueue_publish(params, queue, n, window=1000):
         return time.perf_counter() - start
 
 
-def pika_drain(params, queue, n, prefetch, timeout):
+def pika_drain(params, queue, n, prefetch, timeout, ack_every=1):
+    """Raw pika draining ``n`` tasks: each acked alone (``ack_every`` 1), or several at once
+    with basic.ack multiple every ``ack_every`` tasks and at the last, as workqueue's worker
+    does when more tasks are already delivered."""
     conn = pika.BlockingConnection(params)
     ch = conn.channel()
     ch.basic_qos(prefetch_count=prefetch)
     count = [0]
 
     def on_message(ch, method, _props, _body):
-        ch.basic_ack(method.delivery_tag)
         count[0] += 1
+        if count[0] % ack_every == 0 or count[0] >= n:
+            ch.basic_ack(method.delivery_tag, multiple=ack_every > 1)
         if count[0] >= n:
             ch.stop_consuming()
 
@@ -130,6 +131,11 @@ def pika_drain(params, queue, n, prefetch, timeout):
     elapsed = time.perf_counter() - start
     conn.close()
     return elapsed, count[0]
+
+
+def pika_drain_multiple(params, queue, n, prefetch, timeout):
+    """Raw pika acking every prefetch/2 tasks with one multiple ack."""
+    return pika_drain(params, queue, n, prefetch, timeout, ack_every=max(1, prefetch // 2))
 
 
 def workqueue_drain(params, queue, n, prefetch, timeout):
@@ -152,69 +158,88 @@ def workqueue_drain(params, queue, n, prefetch, timeout):
     return elapsed, count[0]
 
 
-def measure(broker, n, runs, prefetch, peer_tasks=5000):
-    params = broker.params()
-    rows = []   # (section, name, [rates], anomalies)
+class Row:
+    """One line of the table: its rates over the runs, its anomalies, and what it compares to."""
 
-    def publish_row(name, fn):
-        rates = []
-        for r in range(runs):
+    def __init__(self, section, name, ack="", ref=None):
+        self.section, self.name, self.ack, self.ref = section, name, ack, ref
+        self.rates, self.anomalies = [], []
+
+
+def measure(broker, n, runs, prefetch, peer_tasks=5000):
+    """Every row, its runs interleaved. Returns the rows in table order."""
+    params = broker.params()
+    few = max(n // 10, 100)
+    floor = Row("publish", "raw pika, SelectConnection, unconfirmed (floor)")
+    best = Row("publish", "raw pika, SelectConnection, all in flight, to the last confirm")
+    rows = [floor,
+            Row("publish", "raw pika, BlockingConnection, unconfirmed", ref=floor),
+            Row("publish", f"raw pika, BlockingConnection, wait for each confirm ({few:,} tasks: N/10)", ref=best),
+            best,
+            Row("publish", "workqueue publish_many, pipelined confirms (window 1000)", ref=best)]
+    publishers = [lambda q: pika_select_publish(params, q, n), lambda q: pika_blocking_publish(params, q, n, False),
+                  lambda q: pika_blocking_publish(params, q, few, True) * n / few,
+                  lambda q: pika_select_confirmed(params, q, n), lambda q: workqueue_publish(params, q, n)]
+    drains = []          # (row, function)
+    raw_each = {}        # prefetch -> raw pika acking each task
+    for pf in dict.fromkeys((1, prefetch)):
+        one = raw_each[pf] = Row("drain", f"raw pika, prefetch {pf}", ack="each")
+        drains.append((one, pika_drain))
+        same = one
+        if pf > 1:
+            same = Row("drain", f"raw pika, prefetch {pf}", ack="multiple")
+            drains.append((same, pika_drain_multiple))
+        drains.append((Row("drain", f"workqueue Worker, prefetch {pf}", ack=same.ack, ref=same), workqueue_drain))
+    peer_n = min(n, peer_tasks)
+    peer_rows = {}       # (library, prefetch) -> (publish row, drain row)
+    for library in ("dramatiq", "celery"):
+        label = "Dramatiq send, confirm_delivery" if library == "dramatiq" else "Celery apply_async, confirm_publish"
+        publish = Row("publish", f"{label} ({peer_n:,} tasks)", ref=best)
+        for pf in raw_each:
+            worker = "Dramatiq worker, 1 thread" if library == "dramatiq" else "Celery solo worker, acks_late"
+            peer_rows[library, pf] = (publish, Row("drain", f"{worker}, prefetch {pf} ({peer_n:,} tasks)",
+                                                   ack="each", ref=raw_each[pf]))
+
+    for r in range(runs):
+        for row, fn in zip(rows, publishers):
             q = f"bench-{r}"
             _fresh_queue(params, q)
-            rates.append(n / fn(q))
-        rows.append(("publish", name, rates, []))
-
-    publish_row("raw pika, SelectConnection, unconfirmed (floor)", lambda q: pika_select_publish(params, q, n))
-    publish_row("raw pika, BlockingConnection, unconfirmed", lambda q: pika_blocking_publish(params, q, n, False))
-    publish_row("raw pika, BlockingConnection, wait for each confirm",
-                lambda q: pika_blocking_publish(params, q, max(n // 10, 100), True) * n / max(n // 10, 100))
-    publish_row("raw pika, SelectConnection, all in flight, to the last confirm",
-                lambda q: pika_select_confirmed(params, q, n))
-    publish_row("workqueue publish_many, pipelined confirms (window 1000)", lambda q: workqueue_publish(params, q, n))
-
-    peer_n = min(n, peer_tasks)
-    peer_drains = {}
-    for label, fn in (("Dramatiq send, confirm_delivery", "dramatiq"), ("Celery apply_async, confirm_publish", "celery")):
-        rates, anomalies = [], []
-        for pf in (1, prefetch):
-            for r in range(runs):
-                q = f"{fn}-{pf}-{r}"
-                _fresh_queue(params, q) if fn == "celery" else _delete_queue(params, q)
-                with tempfile.TemporaryDirectory() as marks:
-                    try:
-                        if fn == "dramatiq":
-                            pub, drain, got, note = bench_peers.dramatiq_publish_and_drain(
-                                broker.url(), q, peer_n, pf, 10, marks)
-                        else:
-                            pub, drain, got, note = bench_peers.celery_publish_and_drain(
-                                params, q, peer_n, pf, 10, marks)
-                    except bench_peers.Unavailable as exc:
-                        anomalies = [str(exc)]
-                        break
-                rates.append(peer_n / pub)
-                key = f"{'Dramatiq worker, 1 thread' if fn == 'dramatiq' else 'Celery solo worker, acks_late'}, prefetch {pf}"
-                entry = peer_drains.setdefault(pf, {}).setdefault(key, ([], []))
-                entry[0].append(max(got - 1, 0) / drain if drain > 0 else 0.0)
-                if note:
-                    entry[1].append(f"run {r + 1}: {note}, drained {got}/{peer_n}")
+            row.rates.append(n / fn(q))
+        for row, fn in drains:
+            q = f"drain-{r}"
+            _fresh_queue(params, q)
+            workqueue_publish(params, q, n)
+            pf = int(row.name.rsplit(" ", 1)[1])       # "..., prefetch N"
+            elapsed, got = fn(params, q, n, pf, timeout=120)
+            if got < n:
+                row.anomalies.append(f"run {r + 1}: drained {got}/{n}")
+            row.rates.append(got / elapsed)
+        for (library, pf), (publish, drain) in peer_rows.items():
+            if publish.anomalies and not publish.rates:
+                continue                                   # not installed: said once
+            q = f"{library}-{pf}-{r}"
+            _fresh_queue(params, q) if library == "celery" else _delete_queue(params, q)
+            with tempfile.TemporaryDirectory() as marks:
+                try:
+                    if library == "dramatiq":
+                        pub, spent, got, note = peers.dramatiq_publish_and_drain(broker.url(), q, peer_n, pf, 10, marks)
+                    else:
+                        pub, spent, got, note = peers.celery_publish_and_drain(params, q, peer_n, pf, 10, marks)
+                except peers.Unavailable as exc:
+                    publish.anomalies = [str(exc)]
+                    continue
             _delete_queue(params, q)
-        rows.append(("publish", f"{label} ({peer_n:,} tasks)", rates, anomalies))
+            publish.rates.append(peer_n / pub)
+            drain.rates.append(max(got - 1, 0) / spent if spent > 0 else 0.0)
+            if note:
+                drain.anomalies.append(f"run {r + 1}: {note}, drained {got}/{peer_n}")
 
-    for pf in (1, prefetch):
-        for name, fn in ((f"raw pika, prefetch {pf}", pika_drain), (f"workqueue Worker, prefetch {pf}", workqueue_drain)):
-            rates, anomalies = [], []
-            for r in range(runs):
-                q = f"drain-{r}"
-                _fresh_queue(params, q)
-                workqueue_publish(params, q, n)
-                elapsed, got = fn(params, q, n, pf, timeout=120)
-                if got < n:
-                    anomalies.append(f"run {r + 1}: drained {got}/{n}")
-                rates.append(got / elapsed)
-            rows.append(("drain", name, rates, anomalies))
-        for key, (rates, anomalies) in peer_drains.get(pf, {}).items():
-            rows.append(("drain", f"{key} ({peer_n:,} tasks)", rates, anomalies))
-    return rows
+    publish_peers = list(dict.fromkeys(p for p, _ in peer_rows.values()))
+    table = rows[:] + publish_peers
+    for pf in raw_each:
+        table += [row for row, _ in drains if row.name.endswith(f"prefetch {pf}")]
+        table += [d for (_, p), (_, d) in peer_rows.items() if p == pf and (d.rates or d.anomalies)]
+    return table
 
 
 def _delete_queue(params, name):
@@ -234,7 +259,7 @@ def latency(broker, runs):
         for r in range(runs):
             q = f"latency-{r}"
             _fresh_queue(params, q)
-            options = ("--queue", q, "--handler", "workqueue.bench:mark_start")
+            options = ("--queue", q, "--handler", "bench.handlers:mark_start")
             busy = WorkerProcess("busy", broker.url(), *options, env=env)
             spare = None
             try:
@@ -259,7 +284,8 @@ def latency(broker, runs):
     back_times, anomalies = [], []
     consuming = []
     worker = WorkerProcess("w", broker.url(), "--queue", "latency-restart",
-                           on_line=lambda line: consuming.append(time.monotonic()) if "Waiting for messages" in line else None)
+                           on_line=lambda line: consuming.append(time.monotonic())
+                           if "Waiting for messages" in line else None)
     try:
         worker.wait_consuming(60)
         for r in range(max(1, runs - 1)):
@@ -291,31 +317,29 @@ def _marked(path, pid):
 
 
 def format_table(rows, broker, n, runs, latencies=()):
-    out = [f"RabbitMQ {broker.version} ({broker.kind}), N={n}, median of {runs} runs; everyone: durable queue, "
-           f"persistent messages, confirms where the library has them, ack after the task",
-           f"{'what':<10} {'how':<62} {'tasks/s':>10} {'x raw pika':>11}  notes"]
-    floor = {"publish": None, "drain": None}
-    for section, name, rates, anomalies in rows:
-        if not rates:
-            out.append(f"{section:<10} {name:<62} {'-':>10} {'-':>11}  {'; '.join(anomalies)}")
-            continue
-        median = statistics.median(rates)
-        if section == "publish" and floor["publish"] is None:
-            floor["publish"] = median
-        if section == "drain" and name.startswith("raw pika"):
-            floor["drain"] = median
-        ref = floor[section]
-        out.append(f"{section:<10} {name:<62} {median:>10,.0f} {median / ref:>10.2f}x  {'; '.join(anomalies)}")
+    out = [f"RabbitMQ {broker.version} ({broker.kind}), N={n}, median of {runs} interleaved runs; everyone: "
+           f"durable queue, persistent messages, confirms where the library has them, ack after the task",
+           f"{'what':<10} {'how':<72} {'acks':<9} {'tasks/s':>10} {'ratio':>7}  notes"]
+    for row in rows:
+        median = statistics.median(row.rates) if row.rates else None
+        ref = statistics.median(row.ref.rates) if row.ref is not None and row.ref.rates else None
+        figure = f"{median:,.0f}" if median is not None else "-"
+        ratio = f"{median / ref:.2f}x" if median is not None and ref else ""
+        notes = "; ".join(row.anomalies)
+        if ratio:
+            versus = f"vs {row.ref.name}{', acks ' + row.ref.ack if row.ref.ack else ''}"
+            notes = versus + (f"; {notes}" if notes else "")
+        out.append(f"{row.section:<10} {row.name:<72} {row.ack:<9} {figure:>10} {ratio:>7}  {notes}")
     for name, seconds, anomalies in latencies:
         figure = f"{statistics.median(seconds):.3f} s" if seconds else "-"
         detail = ", ".join(f"{s:.3f}" for s in seconds)
-        out.append(f"{'latency':<10} {name:<62} {figure:>10} {'':>11}  "
+        out.append(f"{'latency':<10} {name:<72} {'':<9} {figure:>10} {'':>7}  "
                    f"{'runs: ' + detail if detail else ''}{'; ' if detail and anomalies else ''}{'; '.join(anomalies)}")
     return "\n".join(out)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m workqueue.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=20000, help="tasks per run")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--prefetch", type=int, default=100, help="the tuned prefetch of the drain rows")

@@ -1,12 +1,13 @@
 """What a user would pick instead of workqueue, for ``make bench``: Dramatiq and Celery.
 
-Benchmark-only (``pip install -e '.[bench]'``): neither is a dependency of the package. Both
+Benchmark-only (``pip install -e '.[bench]'``; not part of the installed package): neither is a
+dependency of the package. Both
 are set up with the same durability as everyone else in the table: durable queue, persistent
 messages, publisher confirms (Dramatiq ``confirm_delivery=True``, Celery/kombu
 ``confirm_publish``), ack after the task (Dramatiq acks after the actor returns; Celery
 ``task_acks_late``).
 
-Workers mark their first and N-th task in files (``WQ_BENCH_MARKS``), so a drain is timed from
+Workers mark their first and N-th task in files (``WORKQUEUE_BENCH_MARKS``), so a drain is timed from
 the first task to the last, without the framework's start-up.
 """
 
@@ -18,9 +19,9 @@ import urllib.parse
 
 from workqueue.testing.processes import die_with_parent
 
-MARKS_ENV = "WQ_BENCH_MARKS"
-N_ENV = "WQ_BENCH_N"
-URL_ENV = "WQ_BENCH_CELERY_URL"
+MARKS_ENV = "WORKQUEUE_BENCH_MARKS"
+N_ENV = "WORKQUEUE_BENCH_N"
+URL_ENV = "WORKQUEUE_BENCH_CELERY_URL"
 #: Seconds a peer's drain may run; a slower one is measured on what it drained by then.
 BUDGET = 30.0
 
@@ -136,7 +137,7 @@ def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
             noop.apply_async((i,), queue=queue, producer=producer)
     published = time.perf_counter() - start
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workqueue.bench_peers:celery_worker_app", "worker",
+        [sys.executable, "-m", "celery", "-A", "bench.peers:celery_worker_app", "worker",
          "--pool=solo", "--concurrency=1", f"--prefetch-multiplier={prefetch}", "-Q", queue,
          "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "ERROR"],
         env={**os.environ, MARKS_ENV: marks, N_ENV: str(n)},
@@ -160,7 +161,7 @@ def _span(first, latest):
 
 
 def __getattr__(name):
-    # ``celery -A workqueue.bench_peers:celery_worker_app``: built on first access, in the worker.
+    # ``celery -A bench.peers:celery_worker_app``: built on first access, in the worker.
     if name == "celery_worker_app":
         return celery_app()[0]
     raise AttributeError(name)

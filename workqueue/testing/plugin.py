@@ -1,0 +1,206 @@
+"""Throwaway RabbitMQ brokers for any project's tests: the pytest plugin of ``workqueue[test]``.
+
+Installed with the test extra, it is loaded by pytest through its ``pytest11`` entry point.
+
+Options: ``--broker=auto|node|container|url`` (env WORKQUEUE_BROKER) and ``--broker-url``
+(env WORKQUEUE_BROKER_URL; for ``url``: a running broker whose user has the administrator tag).
+``auto`` takes a container when a Docker engine answers, else a local rabbitmq-server node.
+
+Fixtures:
+
+- ``broker`` (session): the throwaway broker, booted once, by the first test that asks;
+- ``cluster`` (session): a throwaway 3-node cluster, booted once;
+- ``vhost``: a fresh virtual host on ``broker`` for one test (deleted after it); a test that
+  stopped or crashed the broker leaves it started again for the next;
+- ``amqp_url``: ``broker``'s URL for that vhost;
+- ``worker_pool``: real ``python -m workqueue.worker`` processes on ``amqp_url``, killed at
+  the end of the test (``worker_pool.start("alice", "--prefetch", "1")``);
+- ``broker_backend`` (session): the backend in use.
+
+Markers: ``broker_control`` (stops, crashes or restarts the broker: skipped, with a reason, on
+``--broker=url``), ``cluster``, ``rabbitmq3`` / ``rabbitmq4`` (deselected on the other major).
+A failing test's report gets the broker's last log lines.
+
+When no broker can be had, a test that asks for one fails with one line saying how to get one;
+``require_broker(config)`` makes the whole run fail at its start instead.
+"""
+
+import os
+
+import pytest
+
+BACKENDS = ("auto", "node", "container", "url")
+_STATE = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("workqueue", "workqueue: throwaway RabbitMQ brokers")
+    group.addoption("--broker", choices=BACKENDS, default=os.environ.get("WORKQUEUE_BROKER") or None,
+                    help="broker backend (env WORKQUEUE_BROKER; default auto: container if a "
+                         "Docker engine answers, else a local rabbitmq-server node)")
+    group.addoption("--broker-url", default=os.environ.get("WORKQUEUE_BROKER_URL"),
+                    help="AMQP URL of a running broker, for --broker=url (its user needs the "
+                         "administrator tag; env WORKQUEUE_BROKER_URL; its management API at "
+                         "http://<host>:15672 unless WORKQUEUE_MANAGEMENT_URL says otherwise)")
+
+
+def pytest_configure(config):
+    config.stash.setdefault(_STATE, {})
+    for line in ("broker_control: stops, crashes or restarts the broker (not possible on --broker=url)",
+                 "cluster: runs on a 3-node cluster (started once, by the first test that needs it)",
+                 "rabbitmq4: outcome specific to RabbitMQ 4.x (deselected on 3.x)",
+                 "rabbitmq3: outcome specific to RabbitMQ 3.x (deselected on 4.x)"):
+        config.addinivalue_line("markers", line)
+    if config.option.broker is not None and not (config.option.collectonly or config.option.help):
+        require_broker(config)
+
+
+def require_broker(config):
+    """Choose the backend now; a run that cannot have a broker ends with one line."""
+    try:
+        return backend(config)
+    except Exception as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def backend(config):
+    """The backend of this run, chosen once (raises NoBroker when none can be had)."""
+    state = config.stash.setdefault(_STATE, {})
+    if "backend" not in state:
+        from workqueue.testing import choose_backend
+        if config.option.broker_url:
+            os.environ["WORKQUEUE_BROKER_URL"] = config.option.broker_url
+        state["backend"] = choose_backend(config.option.broker or "auto")
+    return state["backend"]
+
+
+def _session_once(config, key, what, make):
+    """Start the session's broker or cluster once; later calls return it (or fail the same way)."""
+    from workqueue.testing import BrokerError
+    state = config.stash.setdefault(_STATE, {})
+    if f"{key}-error" in state:
+        pytest.fail(state[f"{key}-error"], pytrace=False)
+    if key not in state:
+        try:
+            target = make()
+            state[key] = target
+            target.start()
+        except BrokerError as exc:
+            state[f"{key}-error"] = f"{what} could not be started: {' '.join(str(exc).split())}"
+            pytest.fail(state[f"{key}-error"], pytrace=False)
+    return state[key]
+
+
+def session_broker(config):
+    """The session's broker (booted on first use)."""
+    from workqueue.testing import BrokerError, make_broker
+    try:
+        kind = backend(config)
+    except BrokerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return _session_once(config, "broker", f"broker ({kind})",
+                         lambda: make_broker(kind, url=config.option.broker_url))
+
+
+def session_cluster(config):
+    """The session's 3-node cluster (booted on first use)."""
+    from workqueue.testing import BrokerError, make_cluster
+    try:
+        kind = backend(config)
+    except BrokerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return _session_once(config, "cluster", f"3-node cluster ({kind})", lambda: make_cluster(kind))
+
+
+def pytest_unconfigure(config):
+    state = config.stash.get(_STATE, {})
+    for key in ("cluster", "broker"):
+        target = state.pop(key, None)
+        if target is not None:
+            target.close()
+
+
+@pytest.fixture(scope="session")
+def broker_backend(request):
+    """The backend of this run: node, container or url."""
+    from workqueue.testing import BrokerError
+    try:
+        return backend(request.config)
+    except BrokerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def broker(request):
+    """The session's throwaway broker (or the user's, with --broker=url)."""
+    return session_broker(request.config)
+
+
+@pytest.fixture(scope="session")
+def cluster(request):
+    """The session's throwaway 3-node cluster, started by the first test that needs it."""
+    return session_cluster(request.config)
+
+
+@pytest.fixture
+def vhost(broker):
+    """A fresh virtual host: every test declares its queues anew."""
+    from workqueue.testing import scenario_vhost
+    with scenario_vhost(broker) as name:
+        yield name
+
+
+@pytest.fixture
+def amqp_url(broker, vhost):
+    return broker.url(vhost)
+
+
+@pytest.fixture
+def worker_pool(amqp_url):
+    """Worker processes on the test's vhost; any still running at the end are killed."""
+    from workqueue.testing.processes import WorkerPool
+    pool = WorkerPool(amqp_url)
+    yield pool
+    pool.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url."""
+    if not any(item.get_closest_marker(m) for item in items
+               for m in ("rabbitmq3", "rabbitmq4", "broker_control")):
+        return
+    from workqueue.testing import BrokerError
+    try:
+        kind = backend(config)
+    except BrokerError:
+        return                      # each test that asks for a broker fails, saying why
+    if any(item.get_closest_marker(m) for item in items for m in ("rabbitmq3", "rabbitmq4")):
+        other = "rabbitmq3" if session_broker(config).major >= 4 else "rabbitmq4"
+        deselected = [item for item in items if item.get_closest_marker(other)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker(other)]
+    if kind == "url":
+        for item in items:
+            if item.get_closest_marker("broker_control"):
+                item.add_marker(pytest.mark.skip(
+                    reason="needs to stop, crash or restart the broker: run with --broker=node or "
+                           "--broker=container"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the broker's log to a failing test's report."""
+    report = yield
+    if report.failed:
+        state = item.config.stash.get(_STATE, {})
+        for key in ("broker", "cluster"):
+            target = state.get(key)
+            if target is not None and (key == "broker" or "cluster" in item.fixturenames):
+                report.sections.append((f"{key} log (last 60 lines)", target.logs(tail=60)))
+    return report
+
+
+def pytest_report_header(config):
+    kind = config.stash.get(_STATE, {}).get("backend")
+    return f"workqueue broker backend: {kind}" if kind else None

@@ -6,7 +6,8 @@
 # make lint    ruff over the tree, mypy over the public API
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
-#   PYTEST_ARGS=...                  extra pytest arguments
+#   PYTEST_ARGS=...                  extra pytest arguments (-n 0: one process, for debugging)
+#   JOBS=N                           test processes, each with its own broker (default: 3 per core)
 #   SOAK_ARGS=...                    soak options (python -m workqueue.soak --help), e.g. --cluster
 #   MUTANTS_ARGS=...                 mutants options (python -m mutants --help), e.g. --only auto-ack
 
@@ -17,6 +18,9 @@ PYTEST_ARGS ?=
 SOAK_ARGS ?=
 BENCH_ARGS ?=
 MUTANTS_ARGS ?= --jobs 2
+# Test processes (pytest-xdist): the suite waits on brokers and workers far more than it
+# computes, so three per core (measured for 1 to 8 processes: see the README).
+JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 3 )))
 BIN := $(VENV)/bin
 
 .PHONY: demo test bench soak mutants lint venv rabbitmq clean
@@ -43,7 +47,7 @@ demo: venv rabbitmq
 	$(BIN)/python -m workqueue.demo $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER))
 
 test: venv rabbitmq
-	$(BIN)/pytest --broker=$(BROKER) $(PYTEST_ARGS)
+	$(BIN)/pytest --broker=$(BROKER) -n $(JOBS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 bench: venv $(BIN)/.bench-installed rabbitmq
 	$(BIN)/python -m bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)

@@ -51,3 +51,32 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker(f"defect_{key}"):
                 item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+# -- pytest-bdd's report data across pytest-xdist ------------------------------------------------
+# pytest-bdd 9 keeps each report's scenario (steps, results) in a registry keyed by the report
+# object, which xdist does not carry from a test process to the controller: the cucumber JSON
+# of a parallel run would be empty. These two hooks carry it. They use pytest-bdd's
+# pytest_bdd.reporting (not a public API; pytest-bdd is pinned to 9.x in pyproject), and
+# tests/test_reports.py fails if a parallel run's cucumber JSON misses a scenario.
+_BDD_KEY = "workqueue_bdd_report_context"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(config, report):
+    data = yield
+    from pytest_bdd.reporting import test_report_context_registry
+    context = test_report_context_registry.get(report)
+    if data is not None and context is not None:
+        data[_BDD_KEY] = {"scenario": context.scenario, "name": context.name}
+    return data
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_from_serializable(config, data):
+    report = yield
+    context = data.get(_BDD_KEY) if isinstance(data, dict) else None
+    if report is not None and context is not None:
+        from pytest_bdd.reporting import ReportContext, test_report_context_registry
+        test_report_context_registry[report] = ReportContext(**context)
+    return report

@@ -17,6 +17,9 @@ HEAVY_TASK = "heavy task" + "." * 30
 LIGHT_TASK = "light task {n}."
 #: Deadline for anything a scenario waits on (generous: these machines are noisy).
 DEADLINE = 60
+#: A worker started against a running broker is consuming well within this, even with the
+#: suite running in parallel; a queue that cannot be consumed (the quorum defect) fails sooner.
+CONSUMING_DEADLINE = 30
 
 
 def quoted(text):

@@ -165,7 +165,13 @@ def worker_pool(amqp_url):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url."""
+    """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url; under
+    pytest-xdist, keep the tests that share the costly 3-node cluster on one process (with
+    ``--dist loadgroup``): each test process boots its own broker, and the cluster once."""
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            if "cluster" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group("workqueue-cluster"))
     if not any(item.get_closest_marker(m) for item in items
                for m in ("rabbitmq3", "rabbitmq4", "broker_control")):
         return

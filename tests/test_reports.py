@@ -1,0 +1,21 @@
+"""The reports of a parallel run hold every scenario: the cucumber JSON (pytest-bdd) gets its
+data from the test processes through conftest.py's hooks, which rely on pytest-bdd's
+non-public reporting registry (pytest-bdd pinned to 9.x): this fails when that breaks."""
+
+import json
+import subprocess
+import sys
+
+
+def test_a_parallel_runs_cucumber_json_holds_every_scenario(tmp_path, broker_backend):
+    report = tmp_path / "cucumber.json"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--broker={broker_backend}",
+                          "-n", "2", "--dist", "loadgroup", f"--cucumberjson={report}",
+                          "tests/test_declaration.py", "-k", "not broker_that_denies"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:]
+    features = json.loads(report.read_text())
+    scenarios = [element["name"] for feature in features for element in feature["elements"]]
+    assert len(scenarios) >= 4, scenarios
+    assert all(step["result"]["status"] == "passed"
+               for feature in features for element in feature["elements"] for step in element["steps"])

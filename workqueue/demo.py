@@ -10,7 +10,7 @@ import threading
 
 from workqueue.connection import redact
 from workqueue.producer import Producer
-from workqueue.testing import MissingExtra, make_broker
+from workqueue.testing import MissingExtra, make_broker, wait_until
 from workqueue.testing.processes import WorkerPool, stopped_by_signals
 
 _print_lock = threading.Lock()
@@ -35,7 +35,13 @@ def run(backend=None, seconds_per_dot=0.3):
         fair = ["Heavy task.........."] + [f"Light task {n}." for n in range(1, 6)]
         _scene(broker, params, ["--prefetch", "1"], fair, seconds_per_dot, "fair")
 
-        rows = broker.management.queues("/")
+        def reported():   # the management API reports a queue's numbers a moment after the fact
+            rows = broker.management.queues("/")
+            return rows if all(r["messages_ready"] is not None and r["consumers"] == 0 for r in rows) else None
+        try:
+            rows = wait_until(reported, 15, "the queues' numbers")
+        except TimeoutError:
+            rows = broker.management.queues("/")
         say("\n [demo] queues now: " + ", ".join(
             f"{r['name']}: {_n(r['messages_ready'])} ready, {_n(r['messages_unacknowledged'])} unacked"
             for r in rows))

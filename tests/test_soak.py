@@ -73,7 +73,7 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from workqueue.testing import wait_until  # noqa: E402
+from workqueue.testing import reap_orphans, wait_until  # noqa: E402
 
 needs_broker_control = pytest.mark.broker_control
 
@@ -177,12 +177,17 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
         run.wait(30)
         wait_until(lambda: not [p for p in workers if _alive(p)], 60, "the orphaned workers to exit")
     finally:
-        # The broker of a soak killed outright is not the workers' concern: end it here, by pid.
+        # The broker of a soak killed outright is not the workers' concern: end it here, by pid
+        # (a node), or as an orphaned container (a container whose owner is dead).
+        if run.poll() is None:
+            run.kill()
+            run.wait(30)
         for pid in everything:
             if _alive(pid) and "workqueue.worker" not in _cmdline(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        reap_orphans()
         run.stdout.close()
         run.stderr.close()

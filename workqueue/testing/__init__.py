@@ -84,6 +84,15 @@ def make_broker(kind=None, url=None, **kwargs):
                      management_url=os.environ.get("WORKQUEUE_MANAGEMENT_URL"))
 
 
+def reap_orphans():
+    """Remove what throwaway brokers of processes killed outright left behind (containers of
+    the container backend; nothing is known to the node backend's processes, which its owner
+    ends by pid). Returns a description of each thing removed."""
+    from workqueue.testing.container import docker_available
+    from workqueue.testing.container import reap_orphans as reap_containers
+    return [f"container {cid[:12]}" for cid in reap_containers()] if docker_available() else []
+
+
 def make_cluster(kind=None, size=3, **kwargs):
     """A Cluster of ``size`` nodes of the chosen backend (not yet started)."""
     kind = choose_backend(kind)
@@ -98,4 +107,5 @@ def make_cluster(kind=None, size=3, **kwargs):
 
 
 __all__ = ["BACKENDS", "Broker", "BrokerControlUnavailable", "BrokerError", "MissingExtra", "NoBroker",
-           "choose_backend", "free_port", "make_broker", "make_cluster", "scenario_vhost", "wait_until"]
+           "choose_backend", "free_port", "make_broker", "make_cluster", "reap_orphans", "scenario_vhost",
+           "wait_until"]

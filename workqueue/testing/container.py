@@ -17,6 +17,39 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker  # noqa: E402
 
 DEFAULT_IMAGE = "rabbitmq:4.1.4-management"
+#: Label on every container of a throwaway broker: the pid of the process that made it.
+OWNER_LABEL = "workqueue.owner-pid"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans():
+    """Remove the containers of throwaway brokers whose owner process is gone (killed
+    outright, so it could not close them): the job testcontainers' Ryuk would do, were its
+    image at hand here. Returns the ids removed."""
+    import docker
+    client = docker_client()
+    removed = []
+    try:
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            pid = int(container.labels.get(OWNER_LABEL) or 0)
+            if pid and not _alive(pid):
+                try:
+                    container.remove(force=True, v=True)
+                    removed.append(container.id)
+                except docker.errors.NotFound:
+                    pass
+    finally:
+        client.close()
+    return removed
 
 
 def _docker_container_class():
@@ -76,10 +109,12 @@ class ContainerBroker(Broker):
         container.ports["15672"] = ("127.0.0.1", self.management_port)
         container.with_env("RABBITMQ_EXTRA_CONF", conf)                    # workqueue images
         container.with_copy_into_container(conf.encode(), "/etc/rabbitmq/conf.d/90-workqueue.conf")
+        create = {"labels": {OWNER_LABEL: str(os.getpid())}}
         if network is not None:
             container.with_network(network).with_network_aliases(hostname)
-            container.with_kwargs(hostname=hostname)
+            create["hostname"] = hostname
             container.with_env("RABBITMQ_NODENAME", self.node_name)
+        container.with_kwargs(**create)
         if cookie:
             container.with_env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", f"-setcookie {cookie}")
         self._container = container
@@ -101,6 +136,7 @@ class ContainerBroker(Broker):
     def _start(self):
         try:
             if not self._created:
+                reap_orphans()                          # containers of killed owners
                 self._created = True
                 # DockerContainer.start: create and start; the readiness probe is ours
                 # (Broker.wait_ready), which also notices a container that exited.

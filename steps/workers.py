@@ -5,7 +5,7 @@ import signal
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from steps import CONSUMING_DEADLINE, DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
+from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
 from steps.queues import queue_options
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
@@ -191,6 +191,6 @@ def _(workers, name, task):
 def _(workers, sent_tasks, count):
     assert len(sent_tasks) == int(count)
     worker = workers.start("survivor")
-    worker.wait_consuming(CONSUMING_DEADLINE)
+    worker.wait_consuming(DEADLINE)
     worker.wait_done(len(sent_tasks), DEADLINE)
     assert sorted(worker.received()) == sorted(sent_tasks)

@@ -8,8 +8,9 @@ the URL survives `docker stop`/`kill`/`start`.
 
 import os
 
-# testcontainers reads these once at import. Ryuk (the reaper container) is not needed: every
-# container is removed by id in close(); and the broker is reached through 127.0.0.1.
+# testcontainers reads these once at import. Ryuk (the reaper container) cannot be pulled here:
+# every container is removed by id in close(), and those of an owner killed outright by
+# reap_orphans(); the broker is reached through 127.0.0.1.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")

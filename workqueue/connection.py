@@ -176,6 +176,12 @@ class Backoff:
         return delay
 
 
+def unanswered_declaration(queue, timeout, params):
+    """The message for a declaration the broker did not answer (Producer and Worker)."""
+    return (f"no answer within {timeout:g} s to declaring queue {queue!r} at {describe(params)} "
+            f"(RabbitMQ 4 does not answer while a classic queue's node is down)")
+
+
 def describe(params):
     """Where ``params`` point, for messages: user@host:port/vhost (never the password)."""
     if isinstance(params, (list, tuple)):

@@ -26,7 +26,16 @@ import pika
 import pika.exceptions
 
 from workqueue._transport import send_immediately
-from workqueue.connection import Backoff, ConnectionLost, Failover, describe, existing_queue, open_error, translate
+from workqueue.connection import (
+    Backoff,
+    ConnectionLost,
+    Failover,
+    describe,
+    existing_queue,
+    open_error,
+    translate,
+    unanswered_declaration,
+)
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
 from workqueue.spec import QueueSpec
 
@@ -356,9 +365,8 @@ class _Session:
     def _declare_timed_out(self):
         if self.consuming or self.error is not None or not self.connection.is_open:
             return
-        self.error = ConnectionLost(
-            f"no answer within {self.worker.declare_timeout:g} s to declaring queue {self.worker.queue.name!r} "
-            f"at {describe(self.params)} (RabbitMQ 4 does not answer while a classic queue's node is down)")
+        self.error = ConnectionLost(unanswered_declaration(self.worker.queue.name, self.worker.declare_timeout,
+                                                           self.params))
         self.connection.close()
 
     def _on_qos(self, _frame):

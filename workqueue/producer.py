@@ -26,7 +26,7 @@ import pika.exceptions
 import pika.spec
 
 from workqueue._transport import coalesce_writes
-from workqueue.connection import Backoff, Failover, describe, existing_queue, open_error
+from workqueue.connection import Backoff, Failover, describe, existing_queue, open_error, unanswered_declaration
 from workqueue.errors import BrokerUnreachable, QueueRefused, TaskNotConfirmed, WorkqueueError
 from workqueue.spec import QueueSpec
 
@@ -226,9 +226,7 @@ class Producer:
     def _declare_timed_out(self):
         if self._ready or self._error is not None or self._connection is None or not self._connection.is_open:
             return
-        self._error = BrokerUnreachable(
-            f"no answer within {self.declare_timeout:g} s to declaring queue {self.queue.name!r} at "
-            f"{describe(self.params)} (RabbitMQ 4 does not answer while a classic queue's node is down)")
+        self._error = BrokerUnreachable(unanswered_declaration(self.queue.name, self.declare_timeout, self.params))
         self._connection.close()
 
     def _declare(self, pending):

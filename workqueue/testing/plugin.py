@@ -74,6 +74,15 @@ def backend(config):
     return state["backend"]
 
 
+def _backend_or_fail(config):
+    """The backend, or the asking test fails with the one line saying how to get a broker."""
+    from workqueue.testing import BrokerError
+    try:
+        return backend(config)
+    except BrokerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 def _session_once(config, key, what, make):
     """Start the session's broker or cluster once; later calls return it (or fail the same way)."""
     from workqueue.testing import BrokerError
@@ -93,22 +102,16 @@ def _session_once(config, key, what, make):
 
 def session_broker(config):
     """The session's broker (booted on first use)."""
-    from workqueue.testing import BrokerError, make_broker
-    try:
-        kind = backend(config)
-    except BrokerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    from workqueue.testing import make_broker
+    kind = _backend_or_fail(config)
     return _session_once(config, "broker", f"broker ({kind})",
                          lambda: make_broker(kind, url=config.option.broker_url))
 
 
 def session_cluster(config):
     """The session's 3-node cluster (booted on first use)."""
-    from workqueue.testing import BrokerError, make_cluster
-    try:
-        kind = backend(config)
-    except BrokerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    from workqueue.testing import make_cluster
+    kind = _backend_or_fail(config)
     return _session_once(config, "cluster", f"3-node cluster ({kind})", lambda: make_cluster(kind))
 
 
@@ -123,11 +126,7 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def broker_backend(request):
     """The backend of this run: node, container or url."""
-    from workqueue.testing import BrokerError
-    try:
-        return backend(request.config)
-    except BrokerError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return _backend_or_fail(request.config)
 
 
 @pytest.fixture(scope="session")

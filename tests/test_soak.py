@@ -119,11 +119,28 @@ def _cmdline(pid):
 
 
 def _wait_workers(run, count=2):
-    """The pids of the soak's worker processes, once ``count`` of them run."""
+    """The pids of the soak's worker processes, once ``count`` of them run. A soak that ends
+    first, or does not get there in time, fails the test with what it printed."""
     def workers():
+        if run.poll() is not None:
+            return "ended"
         found = [p for p in _descendants(run.pid) if "workqueue.worker" in _cmdline(p)]
         return found if len(found) >= count else None
-    return wait_until(workers, 120, f"the soak's {count} workers")
+    try:
+        found = wait_until(workers, 180, f"the soak's {count} workers")
+    except TimeoutError as exc:
+        found = str(exc)
+    if isinstance(found, list):
+        return found
+    if run.poll() is None:
+        run.send_signal(signal.SIGINT)
+    try:
+        out, err = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        out, err = run.communicate()
+    pytest.fail(f"the soak did not start its {count} workers ({found}); exit {run.returncode}; "
+                f"stdout: {out[-1500:]!r}; stderr: {err[-1500:]!r}")
 
 
 def _alive(pid):

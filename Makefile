@@ -4,9 +4,11 @@
 # make soak    chaos soak: confirmed tasks, worker kills, broker crashes and restarts, then a checker
 # make mutants each mechanism switched off in a scratch copy; its scenarios must fail (a table)
 # make lint    ruff over the tree, mypy over the public API
+# make docs    the specification as one HTML page, one column per RabbitMQ version run (reports/)
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
 #   PYTEST_ARGS=...                  extra pytest arguments (-n 0: one process, for debugging)
+#   REPORTS=DIR                      where `make test` writes its reports (default reports/runs/BROKER)
 #   JOBS=N                           test processes, each with its own broker (default: 3 per core)
 #   SOAK_ARGS=...                    soak options (python -m workqueue.soak --help), e.g. --cluster
 #   MUTANTS_ARGS=...                 mutants options (python -m mutants --help), e.g. --only auto-ack
@@ -18,12 +20,15 @@ PYTEST_ARGS ?=
 SOAK_ARGS ?=
 BENCH_ARGS ?=
 MUTANTS_ARGS ?= --jobs 2
+DOCS_ARGS ?=
+# Each run's cucumber JSON, junit XML and run.json (RabbitMQ version, backend): `make docs` reads them.
+REPORTS ?= reports/runs/$(BROKER)
 # Test processes (pytest-xdist): the suite waits on brokers and workers far more than it
 # computes, so three per core (measured for 1 to 8 processes: see the README).
 JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 3 )))
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench soak mutants lint venv rabbitmq clean
+.PHONY: demo test bench soak mutants lint docs venv rabbitmq browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +48,19 @@ venv: $(BIN)/.installed
 rabbitmq:
 	@scripts/install-rabbitmq.sh
 
+browser:
+	@scripts/install-browser.sh
+
 demo: venv rabbitmq
 	$(BIN)/python -m workqueue.demo $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER))
 
-test: venv rabbitmq
-	$(BIN)/pytest --broker=$(BROKER) -n $(JOBS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+test: venv rabbitmq browser
+	$(BIN)/pytest --broker=$(BROKER) -n $(JOBS) --dist loadgroup --durations=15 \
+	  --cucumberjson=$(REPORTS)/cucumber.json --junitxml=$(REPORTS)/junit.xml $(PYTEST_ARGS)
+
+# The page, from every run under reports/runs/ (or the directories named in DOCS_ARGS).
+docs: venv
+	$(BIN)/python -m docs $(DOCS_ARGS)
 
 bench: venv $(BIN)/.bench-installed rabbitmq
 	$(BIN)/python -m bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)

@@ -7,8 +7,12 @@ here when it is not): ``--broker=auto|node|container|url``, the ``broker``, ``cl
 when no broker can be had: it never turns green by skipping.
 """
 
+import datetime
 import importlib.metadata
+import json
+import os
 import pathlib
+import subprocess
 
 import pytest
 import tomllib
@@ -35,6 +39,9 @@ DEFECTS = tomllib.loads((pathlib.Path(__file__).parent / "features" / "defects.t
 def pytest_configure(config):
     for key, defect in DEFECTS.items():
         config.addinivalue_line("markers", f"defect_{key}: RabbitMQ defect: {defect['title']}")
+    if config.option.cucumber_json_path and not hasattr(config, "workerinput"):
+        # pytest-bdd writes the file at the end but does not make its directory
+        os.makedirs(os.path.dirname(os.path.abspath(config.option.cucumber_json_path)), exist_ok=True)
     if not (config.option.collectonly or config.option.help):
         workqueue_plugin.require_broker(config)
 
@@ -60,6 +67,7 @@ def pytest_collection_modifyitems(config, items):
 # pytest_bdd.reporting (not a public API; pytest-bdd is pinned to 9.x in pyproject), and
 # tests/test_reports.py fails if a parallel run's cucumber JSON misses a scenario.
 _BDD_KEY = "workqueue_bdd_report_context"
+_STARTED = pytest.StashKey[datetime.datetime]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -80,3 +88,33 @@ def pytest_report_from_serializable(config, data):
         from pytest_bdd.reporting import ReportContext, test_report_context_registry
         test_report_context_registry[report] = ReportContext(**context)
     return report
+
+
+# -- the run's record, beside its cucumber JSON: what `make docs` needs to place it -----------
+def pytest_sessionstart(session):
+    session.config.stash[_STARTED] = datetime.datetime.now(datetime.timezone.utc)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """With --cucumberjson=DIR/cucumber.json, write DIR/run.json: the RabbitMQ version and
+    backend of the run, the commit, when it ran and how it ended (read by ``python -m docs``)."""
+    config = session.config
+    path = config.option.cucumber_json_path
+    if not path or hasattr(config, "workerinput"):
+        return
+    facts = workqueue_plugin.run_facts(config) or {}
+    root = pathlib.Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    record = {**facts, "commit": commit,
+              "started": config.stash.get(_STARTED, None) and config.stash[_STARTED].isoformat(),
+              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "exitstatus": int(exitstatus), "cucumber": os.path.basename(path),
+              "junit": os.path.basename(config.option.xmlpath) if config.option.xmlpath else None}
+    target = pathlib.Path(path).parent / "run.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2) + "\n")

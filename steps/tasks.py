@@ -109,15 +109,20 @@ def _(sending):
     assert not missing, f"{len(missing)} task(s) never confirmed, e.g. {sorted(missing)[:5]}"
 
 
-@then("a worker does every task at least once")
-def _(workers, sending):
-    worker = workers.start("survivor", "--prefetch", "100")
+@then("the worker does every task at least once")
+def _(survivor, sending):
     expected = set(sending.tasks)
     # Polled (not checked at each of thousands of lines): finished() reads every line.
-    wait_until(lambda: expected <= set(worker.finished()) or worker.process.poll() is not None, DEADLINE,
-               f"all {len(expected)} tasks finished", interval=0.5)
-    assert worker.process.poll() is None, worker.errors[-5:]
-    assert set(worker.received()) == expected, sorted(expected - set(worker.finished()))[:5]
+    try:
+        wait_until(lambda: expected <= set(survivor.finished()) or survivor.process.poll() is not None,
+                   DEADLINE, f"all {len(expected)} tasks finished", interval=0.5)
+    except TimeoutError as exc:
+        missing = sorted(expected - set(survivor.finished()))
+        raise AssertionError(f"{exc}: {len(missing)} not done, e.g. {missing[:5]}; the worker started "
+                             f"consuming {survivor.consuming_count()} time(s); last lines "
+                             f"{list(survivor.lines)[-3:]}, errors {survivor.errors[-3:]}") from None
+    assert survivor.process.poll() is None, survivor.errors[-5:]
+    assert set(survivor.received()) == expected, sorted(expected - set(survivor.finished()))[:5]
 
 
 def wait_all_done(workers, tasks):

@@ -187,10 +187,16 @@ def _(workers, name, task):
     assert worker.received() == [task]
 
 
-@then(parsers.re(r"a worker does all (?P<count>\d+) tasks"))
-def _(workers, sent_tasks, count):
+@when("a worker takes the queue", target_fixture="survivor")
+def _(workers):
+    """A fresh worker (prefetch 100: some scenarios leave thousands of tasks) on the task queue."""
+    return workers.start("survivor", "--prefetch", "100")
+
+
+@then(parsers.re(r"the worker does all (?P<count>\d+) tasks"))
+def _(survivor, sent_tasks, count):
     assert len(sent_tasks) == int(count)
-    worker = workers.start("survivor")
+    worker = survivor
     worker.wait_consuming(DEADLINE)
     worker.wait_done(len(sent_tasks), DEADLINE)
     assert sorted(worker.received()) == sorted(sent_tasks)

@@ -15,7 +15,8 @@ Feature: A cluster of three nodes
       When 300 tasks are sent and the queue's leader node crashes halfway
       Then every confirmed task is done at least once
       And the producer and the worker on the crashed node carry on through another node
-      And the crashed node rejoins the cluster when it starts again
+      When the crashed node starts again
+      Then it rejoins the cluster with a copy of the queue
 
   @contrast
   Rule: A classic queue lives on one node, and is unavailable while that node is down
@@ -24,4 +25,5 @@ Feature: A cluster of three nodes
       Given 5 persistent tasks are waiting in a classic task queue on one node
       When that node crashes
       Then a task sent through the other nodes is not accepted (exit code 6)
-      And a worker does all 5 tasks once the node is back
+      When the node starts again and a worker takes the queue
+      Then the worker does all 5 tasks

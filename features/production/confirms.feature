@@ -9,7 +9,8 @@ Feature: Publisher confirms
     Scenario: Confirmed tasks are all there after a crash
       Given 200 persistent tasks are waiting in the durable queue "task_queue"
       When the broker crashes and recovers
-      Then a worker does all 200 tasks
+      And a worker takes the queue
+      Then the worker does all 200 tasks
 
   Rule: A task to a queue that does not exist is reported as unroutable
 

@@ -23,7 +23,8 @@ Feature: Quorum task queues
     Scenario: Tasks survive a broker restart
       Given 5 persistent tasks are waiting in the task queue
       When the broker restarts
-      Then a worker does all 5 tasks
+      And a worker takes the queue
+      Then the worker does all 5 tasks
 
   # A RabbitMQ defect (features/defects.toml): an expected failure on the versions listed
   # there; a version that fixes it turns this scenario red, saying the defect is gone.
@@ -33,4 +34,5 @@ Feature: Quorum task queues
     Scenario: A crash right after the queue is declared
       Given 200 persistent tasks are waiting in the task queue
       When the broker crashes and recovers
-      Then a worker does all 200 tasks
+      And a worker takes the queue
+      Then the worker does all 200 tasks

@@ -23,8 +23,9 @@ Feature: Workers and producers ride out broker restarts and crashes
 
     Scenario: The broker crashes while a producer is sending
       When 5000 tasks are sent while the broker crashes and recovers
+      And a worker takes the queue
       Then every task is confirmed, after a reconnection
-      And a worker does every task at least once
+      And the worker does every task at least once
 
   @contrast
   Rule: A worker told not to reconnect exits when the broker goes away

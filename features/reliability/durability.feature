@@ -9,7 +9,8 @@ Feature: Message durability
     Scenario Outline: Tasks survive a broker <event>
       Given 5 persistent tasks are waiting in the durable queue "task_queue"
       When the broker <event>
-      Then a worker does all 5 tasks
+      And a worker takes the queue
+      Then the worker does all 5 tasks
 
       Examples:
         | event                             |

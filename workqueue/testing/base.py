@@ -2,8 +2,11 @@
 
 import contextlib
 import logging
+import os
+import random
 import secrets
 import socket
+import tempfile
 import time
 import urllib.parse
 
@@ -33,11 +36,60 @@ class BrokerControlUnavailable(BrokerError):
     """The backend cannot stop, crash or restart its broker (e.g. a user-supplied URL)."""
 
 
+_PORT_LOCKS = {}          # port -> open file whose flock reserves it for this process's lifetime
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _reserve(port):
+    """Claim ``port`` for this process among every process on the machine that uses this
+    harness: an flock held until the process ends (even when it is killed outright)."""
+    import fcntl
+    directory = os.path.join(tempfile.gettempdir(), "workqueue-ports")
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, str(port)), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _PORT_LOCKS[port] = fd
+    return True
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1, kept for the brokers of this process.
+
+    Not from the kernel's ephemeral range: a broker keeps its ports across a restart or a
+    crash, and while it is down any outgoing connection on the machine may be given one of
+    them as its local port (seen: a node that could not start again, ``dist_port_already_used``).
+    Other test processes do not take it either (an flock per port)."""
+    low, _ = _ephemeral_range()
+    first = max(1024, low - 12000) if low > 11024 else None
+    for _ in range(500):
+        if first is None:                       # an unusual range: let the kernel choose
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        else:
+            port = random.randrange(first, low)
+        if port in _PORT_LOCKS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if _reserve(port):
+            return port
+    raise BrokerError("no free TCP port found on 127.0.0.1")
 
 
 def port_open(port, host="127.0.0.1"):

@@ -48,6 +48,11 @@ def reap_orphans():
                     removed.append(container.id)
                 except docker.errors.NotFound:
                     pass
+                except docker.errors.APIError as exc:
+                    # 409: another process is removing the same orphan right now (two test
+                    # processes that start at once both reap). Either way it is not ours to start.
+                    if exc.status_code != 409:
+                        raise
     finally:
         client.close()
     return removed

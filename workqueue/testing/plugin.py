@@ -115,6 +115,52 @@ def session_cluster(config):
     return _session_once(config, "cluster", f"3-node cluster ({kind})", lambda: make_cluster(kind))
 
 
+_FACTS_KEY = "workqueue_run_facts"
+
+
+def run_facts(config):
+    """What this run ran against: ``{"backend": ..., "rabbitmq": "4.3.6", "image": ...}`` (the
+    version and image only once a broker was started; under pytest-xdist, gathered from the
+    test processes when they end). None before the backend is chosen."""
+    state = config.stash.get(_STATE, {})
+    facts = dict(state.get("facts") or {})
+    if "backend" in state:
+        facts.setdefault("backend", state["backend"])
+    target = state.get("broker") or (state["cluster"].members[0] if state.get("cluster") else None)
+    if target is not None:
+        try:
+            facts.setdefault("rabbitmq", target.version)
+        except Exception:
+            pass
+        image = getattr(target, "image", None)
+        if image:
+            facts.setdefault("image", image)
+    return facts or None
+
+
+def pytest_sessionfinish(session):
+    config = session.config
+    if hasattr(config, "workerinput"):                  # a pytest-xdist test process
+        config.workeroutput[_FACTS_KEY] = run_facts(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: keep the facts of each test process that started a broker."""
+    facts = getattr(node, "workeroutput", {}).get(_FACTS_KEY)
+    if facts:
+        state = node.config.stash.setdefault(_STATE, {})
+        for key, value in facts.items():
+            state.setdefault("facts", {}).setdefault(key, value)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    facts = run_facts(config)
+    if facts and facts.get("rabbitmq"):
+        image = f", image {facts['image']}" if facts.get("image") else ""
+        terminalreporter.write_line(f"workqueue: RabbitMQ {facts['rabbitmq']} ({facts['backend']}{image})")
+
+
 def pytest_unconfigure(config):
     state = config.stash.get(_STATE, {})
     for key in ("cluster", "broker"):

@@ -39,6 +39,10 @@ $(BIN)/.lint-installed: $(BIN)/.installed
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,lint]'
 	touch $@
 
+$(BIN)/.plot-installed: $(BIN)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,plot]'
+	touch $@
+
 $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	touch $@
@@ -65,7 +69,7 @@ docs: venv
 bench: venv $(BIN)/.bench-installed rabbitmq
 	$(BIN)/python -m bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
 
-soak: venv rabbitmq
+soak: venv $(BIN)/.plot-installed rabbitmq
 	$(BIN)/python -m workqueue.soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
 
 # The mutants run on the node backend unless BROKER names the container one.

@@ -18,6 +18,12 @@ CLUSTER_SECONDS_PER_DOT = 0.05
 #: The producer keeps at most this many tasks sent but not yet done: tasks flow through the
 #: whole scenario instead of all being queued before the crash.
 BACKLOG = 40
+#: The clients' AMQP heartbeat: a paused node keeps its sockets open and answers nothing, so a
+#: client notices it only by missed heartbeats (within two of them).
+HEARTBEAT = 2
+#: The faults of the When step, by its words: how each starts and how each ends.
+FAULTS = {"crashes": ("crash", "recover"), "is paused": ("pause_member", "resume_member"),
+          "is cut off": ("partition", "heal")}
 
 
 @pytest.fixture
@@ -56,8 +62,9 @@ class ClusterWork:
 class Flow:
     sent: list
     confirmed: list
-    crashed: object           # the member that was killed
+    crashed: object           # the member the fault hit (killed, paused or cut off)
     producer_reconnections: int
+    fault: str                # the When step's words for it
 
 
 @given("a cluster of three nodes")
@@ -69,7 +76,8 @@ def _(cluster):
 def _(cluster, cluster_vhost, cluster_pools):
     queue = QueueSpec(queue_type="quorum")
     pool = WorkerPool(cluster.urls(cluster_vhost),
-                      default_options=["--seconds-per-dot", str(CLUSTER_SECONDS_PER_DOT), *queue_options(queue)])
+                      default_options=["--seconds-per-dot", str(CLUSTER_SECONDS_PER_DOT), "--heartbeat",
+                                       str(HEARTBEAT), *queue_options(queue)])
     cluster_pools.append(pool)
     first_node = {}
     for name, member in zip(("alice", "bob", "carol"), cluster.members):
@@ -80,12 +88,17 @@ def _(cluster, cluster_vhost, cluster_pools):
     return ClusterWork(queue, pool, first_node)
 
 
-@when(parsers.parse("{count:d} tasks are sent and the queue's leader node crashes halfway"),
+@when(parsers.re(r"(?P<count>\d+) tasks are sent and the queue's leader node "
+                 r"(?P<fault>crashes|is paused|is cut off)(?: for (?P<seconds>\d+) seconds)? halfway"),
       target_fixture="flow")
-def _(cluster, cluster_vhost, cluster_work, count):
+def _(cluster, cluster_vhost, cluster_work, count, fault, seconds):
+    """The fault strikes once half the tasks are done. A crash leaves the node down (a later
+    step starts it); a pause or a partition lasts ``seconds`` (the fault's length, as Jepsen's
+    nemesis schedules it: not a synchronisation), then ends."""
+    count = int(count)
     leader = cluster.fault_member(cluster_vhost, cluster_work.queue.name)
     # The producer is given the leader's node first: it has to fail over as well.
-    params = [m.params(cluster_vhost) for m in rotated(cluster.members, leader)]
+    params = [m.params(cluster_vhost, heartbeat=HEARTBEAT) for m in rotated(cluster.members, leader)]
     tasks = [f"task {n}." for n in range(1, count + 1)]
     confirmed, failures = [], []
     producer = Producer(params, cluster_work.queue, window=BACKLOG, reconnect_timeout=DEADLINE)
@@ -104,12 +117,16 @@ def _(cluster, cluster_vhost, cluster_work, count):
     thread = threading.Thread(target=produce, name="cluster-producer", daemon=True)
     thread.start()
     wait_until(lambda: len(cluster_work.finished()) >= count // 2 or failures, DEADLINE,
-               f"{count // 2} tasks done before the crash")
-    cluster.crash(leader)
+               f"{count // 2} tasks done before the fault")
+    start, end = FAULTS[fault]
+    getattr(cluster, start)(leader)
+    if seconds:
+        threading.Event().wait(int(seconds))
+        getattr(cluster, end)(leader)
     thread.join(DEADLINE * 2)
     assert not thread.is_alive(), "the producer did not finish"
     assert not failures, failures
-    return Flow(tasks, confirmed, leader, producer.reconnections)
+    return Flow(tasks, confirmed, leader, producer.reconnections, fault)
 
 
 @then("every confirmed task is done at least once")
@@ -121,15 +138,18 @@ def _(cluster_work, flow):
     assert set(cluster_work.finished()) <= set(flow.sent)
 
 
-@then("the producer and the worker on the crashed node carry on through another node")
+@then(parsers.re(r"the producer and the worker on the (?:crashed|paused|cut-off) node "
+                 r"(?:carry|carried) on through another node"))
 def _(cluster, cluster_vhost, cluster_work, flow):
     assert flow.producer_reconnections >= 1, "the producer never lost its connection"
     name = next(n for n, node in cluster_work.first_node.items() if node == flow.crashed.node_name)
     worker = cluster_work.pool[name]
-    worker.wait_for(lambda _l: worker.consuming_count() >= 2, DEADLINE, "consuming again after the crash")
+    worker.wait_for(lambda _l: worker.consuming_count() >= 2, DEADLINE, "consuming again after the fault")
     done_before = len(worker.finished())
-    # It is consuming through another node: more tasks, until it does one (bounded).
-    with Producer(cluster.params(cluster_vhost), cluster_work.queue) as producer:
+    # It is consuming through another node: more tasks, until it does one (bounded). They are
+    # sent through the other nodes (a paused node would hold the connection until it timed out).
+    others = [m.params(cluster_vhost) for m in rotated(cluster.members, flow.crashed)[1:]]
+    with Producer(others, cluster_work.queue) as producer:
         for round_ in range(10):
             producer.publish_many(f"after the crash {round_}.{n}" for n in range(3))
             try:
@@ -147,7 +167,8 @@ def _(cluster, flow):
     cluster.recover(flow.crashed)
 
 
-@then("it rejoins the cluster with a copy of the queue")
+@then(parsers.re(r"(?:it rejoins the cluster|the (?:paused|cut-off) node is back in the cluster) "
+                 r"with a copy of the queue"))
 def _(cluster, cluster_vhost, cluster_work, flow):
     assert flow.crashed.node_name in cluster.running_nodes()
     cluster.wait_replicated(cluster_vhost, cluster_work.queue.name, DEADLINE)

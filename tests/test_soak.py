@@ -3,6 +3,7 @@
 import argparse
 import collections
 import os
+import time
 
 import pytest
 
@@ -11,7 +12,7 @@ from workqueue import soak
 
 def result(confirmed, processed, published=None, kills=0, crashes=0, restarts=0, prefetch=10, window=100):
     args = argparse.Namespace(n=len(published or confirmed), prefetch=prefetch, window=window, workers=2,
-                              cluster=False, queue_type="quorum", work_ms=0, seed=1)
+                              cluster=False, queue_type="quorum", work_ms=0, seed=1, fault_seconds=20)
     return soak.Result(args=args, version="x", kind="node", boot=0, wall=1, published=set(published or confirmed),
                        confirmed=set(confirmed), counts=collections.Counter(processed),
                        chaos=soak.Chaos(kills=kills, crashes=crashes, restarts=restarts), producer_error=None,
@@ -65,7 +66,9 @@ def test_the_worker_handler_appends_one_line_per_task(tmp_path, monkeypatch):
     soak.record(Delivery(body=b"run:1"))
     soak.record(Delivery(body=b"run:2"))
     os.close(soak._record_fd)
-    assert (tmp_path / f"{os.getpid()}.done").read_bytes() == b"run:1\nrun:2\n"
+    lines = (tmp_path / f"{os.getpid()}.done").read_bytes().decode().splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["run:1", "run:2"]
+    assert all(abs(float(line.split(" ")[1]) - time.time()) < 60 for line in lines)   # when it was done
 
 
 # -- whole runs: each ends by itself with a verdict, and leaves nothing behind -------------------
@@ -87,7 +90,9 @@ def test_a_worker_that_exits_on_its_own_is_reported_with_its_code_and_last_lines
 
 
 def _soak(backend, *args):
-    return subprocess.Popen([sys.executable, "-m", "workqueue.soak", "--broker", backend, *args],
+    # no progress lines: these tests read stderr for exactly the soak's own messages
+    return subprocess.Popen([sys.executable, "-m", "workqueue.soak", "--broker", backend, "--progress", "none",
+                             *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
@@ -208,3 +213,30 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
         reap_orphans()
         run.stdout.close()
         run.stderr.close()
+
+
+# -- the timeline: what --plot draws and the table's latency row ---------------------------------
+from workqueue.timeline import Timeline, Window, percentile  # noqa: E402
+
+
+def test_latency_is_publish_to_first_done_and_percentiles_are_nearest_rank():
+    t = Timeline(start=100.0, published={"a": 100.0, "b": 100.5, "c": 101.0},
+                 done=[("a", 100.2), ("b", 103.5), ("a", 104.0), ("c", 101.1)])
+    # by the time each was first done (a's second run does not count); a 0.2, c 0.1, b 3.0
+    assert [round(lat, 3) for _, lat in t.latencies()] == [0.2, 0.1, 3.0]
+    assert {k: round(v, 3) for k, v in t.summary().items()} == {"p50": 0.2, "p90": 3.0, "p99": 3.0, "max": 3.0}
+    assert percentile([1, 2, 3, 4], 50) == 2 and percentile([1, 2, 3, 4], 99) == 4 and percentile([], 50) is None
+
+
+def test_per_second_rows_count_confirms_and_finishes_and_leave_silent_seconds_empty():
+    t = Timeline(start=0.0, published={"a": 0.0, "b": 0.1}, confirmed=[0.2, 0.3],
+                 done=[("a", 0.5), ("b", 2.5)], windows=[Window("pause", "n1", 1.0, 2.0)])
+    rows = t.per_second()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(0, 2, 1), (1, 0, 0), (2, 0, 1), (3, 0, 0)]
+    assert rows[1][3:] == (None, None, None) and rows[2][3] == 2.4
+
+
+def test_partitions_need_a_cluster_exit_2_before_any_broker():
+    run = subprocess.run([sys.executable, "-m", "workqueue.soak", "--partitions", "1", "-n", "10"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--partitions needs --cluster" in run.stderr, run.stderr

@@ -37,6 +37,8 @@ import tempfile
 import threading
 import time
 
+from workqueue.timeline import Timeline, Window
+
 log = logging.getLogger(__name__)
 
 #: Age of the queue before the first broker or node fault (see the module's docstring).
@@ -59,16 +61,17 @@ def record(delivery):
     if _record_fd is None:
         path = os.path.join(os.environ[RECORD_ENV], f"{os.getpid()}.done")
         _record_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.write(_record_fd, delivery.body + b"\n")
+    os.write(_record_fd, delivery.body + f" {time.time():.4f}\n".encode())
 
 
 # -- the parts of one run ------------------------------------------------------------------------
 class Records:
-    """What the workers recorded, read incrementally from their files."""
+    """What the workers recorded (``body time`` lines), read incrementally from their files."""
 
     def __init__(self, directory):
         self.directory = directory
         self.counts = collections.Counter()
+        self.done = []                       # (body, time) of every finish
         self._offsets = {}
         self._partial = {}
 
@@ -83,7 +86,15 @@ class Records:
             lines = (self._partial.pop(entry.name, b"") + data).split(b"\n")
             if lines[-1]:
                 self._partial[entry.name] = lines[-1]
-            self.counts.update(line.decode(errors="replace") for line in lines[:-1] if line)
+            for line in lines[:-1]:
+                if not line:
+                    continue
+                body, _, at = line.decode(errors="replace").partition(" ")
+                self.counts[body] += 1
+                try:
+                    self.done.append((body, float(at)))
+                except ValueError:
+                    pass                     # a line without its time: counted, not timed
         return self
 
     @property
@@ -199,6 +210,8 @@ class Publisher(threading.Thread):
         self.deadline = deadline
         self.published = set()
         self.confirmed = set()
+        self.published_at = {}                 # body -> first publish (time.time())
+        self.confirmed_at = []
         self.error = None
         # The last chunk waits until every scheduled fault has struck: no run ends before them.
         self.faults_done = threading.Event()
@@ -219,9 +232,16 @@ class Publisher(threading.Thread):
                             raise TimeoutError("the scheduled faults did not all happen in time")
                     chunk = self.bodies[start:start + self.window]
                     self.published.update(chunk)
-                    self.producer.publish_many(chunk, on_confirm=lambda b: self.confirmed.add(b.decode()))
+                    now = time.time()
+                    for body in chunk:
+                        self.published_at.setdefault(body, now)
+                    self.producer.publish_many(chunk, on_confirm=self._confirmed)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+    def _confirmed(self, body):
+        self.confirmed.add(body.decode())
+        self.confirmed_at.append(time.time())
 
 
 @dataclasses.dataclass
@@ -229,6 +249,9 @@ class Chaos:
     kills: int = 0
     crashes: int = 0
     restarts: int = 0
+    pauses: int = 0
+    partitions: int = 0
+    windows: list = dataclasses.field(default_factory=list)  # timeline.Window of each fault
     log: list = dataclasses.field(default_factory=list)      # failures seen while it ran
     notes: list = dataclasses.field(default_factory=list)    # what it chose, for the reader
     last: str = "start"                                       # the last fault, for messages
@@ -236,7 +259,8 @@ class Chaos:
 
 def schedule(args, rng):
     """The faults, shuffled, each with the count of processed tasks that triggers it."""
-    events = ["kill"] * args.kills + ["crash"] * args.crashes + ["restart"] * args.restarts
+    events = (["kill"] * args.kills + ["crash"] * args.crashes + ["restart"] * args.restarts
+              + ["pause"] * args.pauses + ["partition"] * args.partitions)
     rng.shuffle(events)
     step = args.n / (len(events) + 1)
     return collections.deque((int(step * (i + 1)), e) for i, e in enumerate(events))
@@ -255,6 +279,10 @@ def run(args):
     deadline = started + args.max_seconds
     chaos = Chaos()
     target = make_cluster(args.broker) if args.cluster else make_broker(args.broker)
+    if args.partitions and not target.can_partition:
+        target.close()
+        raise Unsupported(f"--partitions needs the container backend: the nodes of a {target.kind} cluster "
+                          f"all listen on 127.0.0.1 and cannot be cut off from each other")
     with target, tempfile.TemporaryDirectory(prefix="workqueue-soak-") as directory:
         boot = time.monotonic() - started
         vhost = target.new_vhost("soak")
@@ -270,14 +298,17 @@ def run(args):
             publisher = Publisher(params, queue, bodies, args.window,
                                   args.backlog, lambda: records.unique, deadline)
             run_started = time.monotonic()
+            timeline = Timeline(start=time.time())
             publisher.start()
             events = schedule(args, rng)
+            total_faults = len(events)
+            interactive = args.progress == "auto" and sys.stderr.isatty()
             recovering = []            # the thread bringing a cluster node back, if any
             # No broker or node fault before the queue has settled (see QUEUE_SETTLE_SECONDS).
             settled_at = run_started + QUEUE_SETTLE_SECONDS
-            progress = {"seen": (0, 0), "at": time.monotonic()}
+            progress = {"seen": (0, 0), "at": time.monotonic(), "shown": time.monotonic()}
 
-            def down_then_back(member, done_then):
+            def down_then_back(member, done_then, window):
                 # A node of a cluster stays down until the others have done more work, then
                 # rejoins; in the meantime the main loop goes on (and may kill workers).
                 try:
@@ -287,24 +318,74 @@ def run(args):
                 except TimeoutError as exc:
                     chaos.log.append(str(exc))
                 target.recover(member)
+                window.end = time.time()
+
+            def held_then_back(member, kind, window):
+                # A pause or a partition lasts --fault-seconds (the fault's length, long enough
+                # for the quorum queue to elect another leader: not a synchronisation), then ends.
+                threading.Event().wait(args.fault_seconds)
+                (target.resume_member if kind == "pause" else target.heal)(member)
+                window.end = time.time()
+                if target.can_work_without(member):
+                    try:
+                        window.note = f"leader after: {target.fault_member(vhost, queue.name).node_name}"
+                    except Exception as exc:  # the note is for the reader only
+                        window.note = f"leader after: unknown ({type(exc).__name__})"
 
             def fault(kind):
                 chaos.last = f"{kind} at {records.unique} tasks processed"
                 if kind == "kill":
                     workers.kill_one(rng)
                     chaos.kills += 1
+                    now = time.time()
+                    chaos.windows.append(Window("kill", "a worker", now, now))
                     return
                 member = target.fault_member(vhost, queue.name)   # one broker, or the queue's leader node
-                target.crash(member) if kind == "crash" else target.stop_member(member)
+                now = time.time()
+                window = Window(kind, getattr(member, "node_name", None) or "the broker", now, now)
+                chaos.windows.append(window)
+                if kind in ("pause", "partition"):
+                    (target.pause_member if kind == "pause" else target.partition)(member)
+                    back, back_args = held_then_back, (member, kind, window)
+                else:
+                    target.crash(member) if kind == "crash" else target.stop_member(member)
+                    back, back_args = down_then_back, (member, records.unique, window)
                 if target.can_work_without(member):
-                    thread = threading.Thread(target=down_then_back, args=(member, records.unique), daemon=True)
+                    thread = threading.Thread(target=back, args=back_args, daemon=True)
                     thread.start()
                     recovering[:] = [thread]
+                elif kind in ("pause", "partition"):
+                    held_then_back(*back_args)
                 else:
                     target.recover(member)
-                chaos.crashes += kind == "crash"
-                chaos.restarts += kind == "restart"
+                    window.end = time.time()
+                if kind == "crash":
+                    chaos.crashes += 1
+                elif kind == "restart":
+                    chaos.restarts += 1
+                elif kind == "pause":
+                    chaos.pauses += 1
+                else:
+                    chaos.partitions += 1
                 progress["at"] = time.monotonic()      # the stall clock starts after recovery
+
+            def show_progress(final=False):
+                """done / N and faults so far: one line updated in place on a terminal, a plain
+                line every 30 s otherwise (CI logs), nothing with --progress none."""
+                now = time.monotonic()
+                if args.progress == "none":
+                    return
+                if not final and now - progress["shown"] < (1 if interactive else 30):
+                    return
+                progress["shown"] = now
+                fired = total_faults - len(events)
+                line = (f"soak: {records.unique}/{args.n} done, {len(publisher.confirmed)} confirmed, "
+                        f"faults {fired}/{total_faults} (last: {chaos.last}), {now - run_started:.0f} s")
+                if interactive:
+                    sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
+                    sys.stderr.flush()
+                elif not final:
+                    print(line, file=sys.stderr, flush=True)
 
             def work_remains():
                 return publisher.is_alive() or records.unique < len(publisher.confirmed)
@@ -340,6 +421,7 @@ def run(args):
 
             def finished():
                 records.refresh()
+                show_progress()
                 # Each fault strikes while work remains; a broker or node fault waits until the
                 # previous node is back. A fault that never found work to hit is reported.
                 # A fault due while the publisher holds back its last chunk strikes at once.
@@ -364,6 +446,7 @@ def run(args):
                 timed_out = str(exc)
             except Stop as exc:
                 chaos.log.append(str(exc))
+            show_progress(final=True)
             wall = time.monotonic() - run_started
             chaos.log.extend(workers.stop())
         except BaseException:
@@ -380,7 +463,14 @@ def run(args):
                       producer_reconnections=publisher.producer.reconnections,
                       resent_after_nack=publisher.producer.resent_after_nack,
                       worker_reconnections=workers.reconnections(), workers_started=workers.started,
-                      unfired=len(events))
+                      unfired=len(events),
+                      timeline=dataclasses.replace(timeline, published=publisher.published_at,
+                                                   confirmed=list(publisher.confirmed_at), done=list(records.done),
+                                                   windows=chaos.windows))
+
+
+class Unsupported(Exception):
+    """What was asked cannot be done on this backend (exit 2)."""
 
 
 class Stop(Exception):
@@ -430,6 +520,7 @@ class Result:
     resent_after_nack: int
     workers_started: int
     unfired: int
+    timeline: Timeline | None = None
 
     @property
     def lost(self):
@@ -449,7 +540,12 @@ class Result:
         worker's prefetch and make the producer re-send its whole confirm window."""
         a = self.args
         return (self.chaos.kills * a.prefetch
-                + (self.chaos.crashes + self.chaos.restarts) * (a.workers * a.prefetch + a.window))
+                + self.broker_faults * (a.workers * a.prefetch + a.window))
+
+    @property
+    def broker_faults(self):
+        c = self.chaos
+        return c.crashes + c.restarts + c.pauses + c.partitions
 
     def failures(self):
         out = []
@@ -471,9 +567,14 @@ class Result:
         out.extend(self.chaos.log)
         return out
 
-    def table(self):
+    def title(self):
         a = self.args
         where = f"{'3-node cluster' if a.cluster else 'one broker'}, durable {a.queue_type} queue"
+        return (f"chaos soak: RabbitMQ {self.version} ({self.kind}, {where}); N={a.n}, {a.workers} workers, "
+                f"prefetch {a.prefetch}, confirm window {a.window}, {a.work_ms:g} ms of work a task, seed {a.seed}")
+
+    def table(self):
+        a = self.args
         fault = "node" if a.cluster else "broker"
         rows = [
             ("published", len(self.published), "distinct tasks handed to the producer"),
@@ -482,19 +583,32 @@ class Result:
             ("lost", len(self.lost), "confirmed, never processed (must be 0)"),
             ("unexpected", len(self.unexpected), "processed, never published (must be 0)"),
             ("duplicates", self.duplicates,
-             f"extra runs of a task; bound: kills x prefetch + (crashes + restarts) x (workers x "
-             f"prefetch + window) = {self.chaos.kills}x{a.prefetch} + {self.chaos.crashes + self.chaos.restarts}"
+             f"extra runs of a task; bound: kills x prefetch + (crashes + restarts + pauses + partitions)"
+             f" x (workers x prefetch + window) = {self.chaos.kills}x{a.prefetch} + {self.broker_faults}"
              f"x({a.workers}x{a.prefetch}+{a.window}) = {self.duplicate_bound}"),
             ("worker kills", self.chaos.kills, "SIGKILL of a busy worker, replaced at once"),
             (f"{fault} crashes", self.chaos.crashes, "kill -9 / docker kill, then start on the same data"),
             (f"graceful {fault} restarts", self.chaos.restarts, "stop, then start"),
+            (f"{fault} pauses", self.chaos.pauses,
+             f"SIGSTOP / docker pause for {a.fault_seconds:g} s, then SIGCONT / unpause"),
+            (f"{fault} partitions", self.chaos.partitions,
+             f"cut off from the other nodes and the clients for {a.fault_seconds:g} s, then joined again"),
             ("producer reconnections", self.producer_reconnections, "unconfirmed tasks re-sent each time"),
             ("re-sent after a nack", self.resent_after_nack, "tasks the broker nacked (no leader yet), sent again"),
             ("worker reconnections", self.worker_reconnections, f"over {self.workers_started} worker processes"),
             ("wall time", f"{self.wall:.0f} s", f"from the first publish to the last task; boot {self.boot:.0f} s"),
         ]
-        lines = [f"chaos soak: RabbitMQ {self.version} ({self.kind}, {where}); N={a.n}, {a.workers} workers, "
-                 f"prefetch {a.prefetch}, confirm window {a.window}, {a.work_ms:g} ms of work a task, seed {a.seed}",
+        latency = self.timeline.summary() if self.timeline else None
+        if latency:
+            rows.append(("latency p50", f"{latency['p50']:.3f} s",
+                         f"publish to first done, over every task; p90 {latency['p90']:.3f} s, "
+                         f"p99 {latency['p99']:.3f} s, max {latency['max']:.3f} s"))
+        for w in (self.timeline.windows if self.timeline else []):
+            if w.kind in ("pause", "partition"):
+                rows.append((f"  {w.kind}", f"{w.end - w.start:.0f} s",
+                             f"{w.member} at {w.start - self.timeline.start:.0f} s"
+                             + (f"; {w.note}" if w.note else "")))
+        lines = [self.title(),
                  f"{'':<26}{'count':>9}  notes"]
         lines += [f"{name:<26}{value:>9}  {note}" for name, value, note in rows]
         lines += [f"note: {note}" for note in self.chaos.notes]
@@ -507,7 +621,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m workqueue.soak", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="exit codes: 0 PASS; 1 FAIL (the checker's verdict, or a run that could "
-                                       "not come to one); 2 bad usage, or the test extra is missing; 3 the "
+                                       "not come to one); 2 bad usage, a fault the backend cannot make, or "
+                                       "a missing extra (test, plot); 3 the "
                                        "broker could not be started; 130 interrupted (Ctrl+C, SIGTERM)")
     p.add_argument("-n", type=int, default=10_000, help="tasks to publish, each uniquely numbered")
     p.add_argument("--workers", type=int, default=4, help="worker processes running at any time")
@@ -521,6 +636,20 @@ def main(argv=None):
     p.add_argument("--kills", type=int, default=5, help="worker SIGKILLs")
     p.add_argument("--crashes", type=int, default=1, help="broker crashes (on --cluster: node crashes)")
     p.add_argument("--restarts", type=int, default=1, help="graceful broker (node) restarts")
+    p.add_argument("--pauses", type=int, default=0,
+                   help="broker (node) pauses: SIGSTOP / docker pause of the broker, or of the quorum "
+                        "queue's leader node, for --fault-seconds")
+    p.add_argument("--partitions", type=int, default=0,
+                   help="network partitions (--cluster on the container backend): the leader node cut "
+                        "off from the other nodes and the clients for --fault-seconds")
+    p.add_argument("--fault-seconds", type=float, default=20,
+                   help="how long a pause or a partition lasts (long enough for a new leader)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the run: tasks confirmed and done per second, latency, fault windows "
+                        "(needs the plot extra: matplotlib)")
+    p.add_argument("--progress", choices=("auto", "plain", "none"), default="auto",
+                   help="progress on stderr: auto (one line updated in place on a terminal, else a "
+                        "line every 30 s), plain, none")
     p.add_argument("--work-ms", type=float, default=0, help="simulated work per task, in milliseconds")
     p.add_argument("--cluster", action="store_true", help="a 3-node cluster with a quorum queue")
     p.add_argument("--broker", default=None, choices=("auto", "node", "container"))
@@ -534,6 +663,16 @@ def main(argv=None):
         args.seed = random.randrange(1_000_000)
     if args.n < 1 or args.workers < 1 or args.prefetch < 1 or args.window < 1:
         p.error("-n, --workers, --prefetch and --window must be at least 1")
+    if min(args.kills, args.crashes, args.restarts, args.pauses, args.partitions) < 0 or args.fault_seconds <= 0:
+        p.error("fault counts must be 0 or more, and --fault-seconds more than 0")
+    if args.partitions and not args.cluster:
+        p.error("--partitions needs --cluster (a node is cut off from the other two)")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(f"{p.prog}: error: --plot needs matplotlib: pip install 'workqueue[plot]'", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)
@@ -545,10 +684,16 @@ def main(argv=None):
     except MissingExtra as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Unsupported as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except BrokerError as exc:
         print(f"{p.prog}: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
         return 3
     print(result.table(), flush=True)
+    if args.plot and result.timeline is not None:
+        result.timeline.plot(args.plot, result.title())
+        print(f"plot: {args.plot}", flush=True)
     return 1 if result.failures() else 0
 
 

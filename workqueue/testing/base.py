@@ -120,7 +120,12 @@ class Target:
     - ``crash(member)`` (SIGKILL / docker kill, data kept), ``stop_member(member)`` (graceful);
     - ``recover(member)``: start it again and wait until it serves (a cluster: until it has
       rejoined);
-    - ``can_work_without(member)``: whether work can go on while it is down (other nodes).
+    - ``can_work_without(member)``: whether work can go on while it is down (other nodes);
+    - ``pause_member(member)`` / ``resume_member(member)``: freeze it (SIGSTOP of its Erlang VM, or
+      ``docker pause``) and thaw it: clients and peers see a node alive at the TCP level and
+      silent;
+    - ``partition(member)`` / ``heal(member)``: cut it off from the other nodes and from the
+      clients, and join it again (``can_partition``: container clusters only).
     """
 
     members: list
@@ -139,6 +144,22 @@ class Target:
 
     def can_work_without(self, member):
         return any(m is not member for m in self.members)
+
+    def pause_member(self, member):
+        member.pause()
+
+    def resume_member(self, member):
+        member.resume()
+
+    can_partition = False
+
+    def partition(self, member):
+        raise BrokerControlUnavailable(
+            f"{type(self).__name__} cannot cut a node off the network: partitions need a "
+            f"cluster on the container backend (--cluster --broker=container)")
+
+    def heal(self, member):
+        self.partition(member)
 
     def leftovers(self):
         """What close() should have removed and still exists (processes, directories,
@@ -233,6 +254,14 @@ class Broker(Target):
     def crash_and_recover(self):
         self.kill()
         self.start()
+
+    def pause(self):
+        """Freeze the broker (SIGSTOP / docker pause): its sockets stay open, nothing answers."""
+        self._pause()
+
+    def resume(self):
+        """Thaw a paused broker."""
+        self._resume()
 
     def close(self):
         """Stop and remove everything this broker made (process or container, data)."""
@@ -355,6 +384,12 @@ class Broker(Target):
     # -- hooks --------------------------------------------------------------------------------
     def _start(self):
         raise NotImplementedError
+
+    def _pause(self):
+        raise BrokerControlUnavailable(f"a {self.kind} broker cannot be paused")
+
+    def _resume(self):
+        self._pause()
 
     def _stop(self):
         raise BrokerControlUnavailable(f"the {self.kind} backend cannot stop its broker")

@@ -22,6 +22,10 @@ from workqueue.testing.base import BrokerError, Target, free_port, wait_until
 
 log = logging.getLogger(__name__)
 
+#: RabbitMQ's advice for a cluster of three: a node that finds itself in the minority of a
+#: partition pauses (closes its listeners) until the partition heals.
+CLUSTER_CONF = "cluster_partition_handling = pause_minority\n"
+
 
 class Cluster(Target):
     """``size`` brokers joined into one cluster; usable as a context manager."""
@@ -30,6 +34,7 @@ class Cluster(Target):
 
     def __init__(self, members, startup_timeout=180.0):
         self.members = members
+        self.held = {}            # member -> how to end the pause or partition it is in
         self.startup_timeout = startup_timeout
         self.username = members[0].username
         self.password = members[0].password
@@ -104,8 +109,23 @@ class Cluster(Target):
         member.start()
         self.wait_formed()
 
+    def pause_member(self, member):
+        member.pause()
+        self.held[member] = self.resume_member
+
+    def resume_member(self, member):
+        """Thaw a paused node and wait until the cluster has it running again."""
+        self.held.pop(member, None)
+        member.resume()
+        member.wait_ready()
+        self.wait_formed()
+
     def ensure_healthy(self):
-        """Start any node a scenario left down, and wait for the whole cluster."""
+        """End any pause or partition a scenario left, start any node it left down, and wait
+        for the whole cluster."""
+        for member, undo in list(self.held.items()):
+            log.warning("cluster node %s left paused or cut off after a scenario; ending that", member.node_name)
+            undo(member)
         for member in self.members:
             if not member.is_ready():
                 log.warning("cluster node %s down after a scenario; starting it again", member.node_name)
@@ -171,6 +191,7 @@ class NodeCluster(Cluster):
     def __init__(self, size=3, **kwargs):
         from workqueue.testing.node import Epmd, NodeBroker
 
+        kwargs["extra_conf"] = CLUSTER_CONF + kwargs.get("extra_conf", "")
         self.base = Path(tempfile.mkdtemp(prefix="workqueue-cluster-"))
         self.epmd = Epmd()
         cookie = secrets.token_hex(16).upper()
@@ -203,6 +224,7 @@ class ContainerCluster(Cluster):
 
         from workqueue.testing.container import ContainerBroker
 
+        kwargs["extra_conf"] = CLUSTER_CONF + kwargs.get("extra_conf", "")
         self.network = Network().create()
         tag = secrets.token_hex(3)
         cookie = secrets.token_hex(16).upper()
@@ -216,6 +238,26 @@ class ContainerCluster(Cluster):
             self.network.remove()
             raise
         super().__init__(members)
+
+    can_partition = True
+
+    def partition(self, member):
+        """Disconnect the node's container from the cluster's network: no other node reaches
+        it, and no client either (its published ports lead through that network)."""
+        from workqueue.testing.container import docker_client
+        client = docker_client()
+        try:
+            client.networks.get(self.network.id).disconnect(member.container_id)
+        finally:
+            client.close()
+        self.held[member] = self.heal
+
+    def heal(self, member):
+        """Connect it again under its name and wait until the cluster has it running."""
+        self.held.pop(member, None)
+        self.network.connect(member.container_id, network_aliases=[member.hostname])
+        member.wait_ready()
+        self.wait_formed()
 
     def _close_shared(self):
         try:

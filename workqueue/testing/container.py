@@ -107,6 +107,7 @@ class ContainerBroker(Broker):
 
         self.image = image or image_from_env()
         self.cookie = cookie
+        self.hostname = hostname
         self.node_name = f"rabbit@{hostname}" if hostname else None
         conf = COMMON_CONF + (self.extra_conf or "")
         container = RabbitMqContainer(self.image, username=self.username, password=self.password)
@@ -165,8 +166,17 @@ class ContainerBroker(Broker):
     def _stop(self):
         self._wrapped.stop(timeout=60)
 
+    def _pause(self):
+        self._wrapped.pause()
+
+    def _resume(self):
+        self._wrapped.unpause()
+
     def _kill(self):
         self._wrapped.reload()
+        if self._wrapped.status == "paused":               # docker kills no paused container
+            self._wrapped.unpause()
+            self._wrapped.reload()
         if self._wrapped.status == "running":
             self._wrapped.kill()
         self._wrapped.wait(timeout=60)

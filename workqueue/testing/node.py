@@ -231,12 +231,42 @@ class NodeBroker(Broker):
         self._executor.stop(stop_signal=signal.SIGTERM)
 
     def _kill(self):
-        self._executor.kill(wait=True, sig=signal.SIGKILL)
+        self._executor.kill(wait=True, sig=signal.SIGKILL)      # also ends a paused (stopped) VM
 
     @property
     def pid(self):
         process = self._executor.process
         return process.pid if process is not None else None
+
+    def _vm_pids(self):
+        """The Erlang VM (beam.smp) of this node and its helper processes (the started
+        process and everything below it)."""
+        pid = self.pid
+        if pid is None:
+            return []
+        children = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        found, todo = [pid], [pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    def _pause(self):
+        for pid in self._vm_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def _resume(self):
+        for pid in self._vm_pids():
+            os.kill(pid, signal.SIGCONT)
 
     def close(self):
         try:

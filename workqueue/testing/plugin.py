@@ -49,7 +49,9 @@ def pytest_configure(config):
     for line in ("broker_control: stops, crashes or restarts the broker (not possible on --broker=url)",
                  "cluster: runs on a 3-node cluster (started once, by the first test that needs it)",
                  "rabbitmq4: outcome specific to RabbitMQ 4.x (deselected on 3.x)",
-                 "rabbitmq3: outcome specific to RabbitMQ 3.x (deselected on 4.x)"):
+                 "rabbitmq3: outcome specific to RabbitMQ 3.x (deselected on 4.x)",
+                 "partition: cuts a cluster node off the network (container backend only; skipped, "
+                 "with a reason, on the others)"):
         config.addinivalue_line("markers", line)
     if config.option.broker is not None and not (config.option.collectonly or config.option.help):
         require_broker(config)
@@ -211,14 +213,15 @@ def worker_pool(amqp_url):
 
 def pytest_collection_modifyitems(config, items):
     """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url; under
-    pytest-xdist, keep the tests that share the costly 3-node cluster on one process (with
+    pytest-xdist, keep the tests of one module that share the costly 3-node cluster on one process (with
     ``--dist loadgroup``): each test process boots its own broker, and the cluster once."""
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
             if "cluster" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group("workqueue-cluster"))
+                module = getattr(getattr(item, "module", None), "__name__", "")
+                item.add_marker(pytest.mark.xdist_group(f"workqueue-cluster:{module}"))
     if not any(item.get_closest_marker(m) for item in items
-               for m in ("rabbitmq3", "rabbitmq4", "broker_control")):
+               for m in ("rabbitmq3", "rabbitmq4", "broker_control", "partition")):
         return
     from workqueue.testing import BrokerError
     try:
@@ -231,6 +234,12 @@ def pytest_collection_modifyitems(config, items):
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if not item.get_closest_marker(other)]
+    if kind != "container":
+        for item in items:
+            if item.get_closest_marker("partition"):
+                item.add_marker(pytest.mark.skip(
+                    reason=f"cuts a node off the cluster's network: needs --broker=container (the "
+                           f"nodes of a {kind} cluster all listen on 127.0.0.1)"))
     if kind == "url":
         for item in items:
             if item.get_closest_marker("broker_control"):

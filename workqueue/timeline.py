@@ -1,0 +1,121 @@
+"""What a soak saw, over time: tasks confirmed and done per second, publish-to-done latency,
+and the faults' windows; drawn as Jepsen draws its rate and latency graphs (``--plot``).
+
+Times are wall-clock seconds (``time.time()``) taken by the soak (publish, confirm) and by the
+worker processes (done), all on one machine.
+"""
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass
+class Window:
+    """One fault: what, on which member, from when to when (equal for an instant fault)."""
+    kind: str
+    member: str
+    start: float
+    end: float
+    note: str = ""
+
+
+@dataclasses.dataclass
+class Timeline:
+    start: float
+    published: dict = dataclasses.field(default_factory=dict)    # body -> first publish time
+    confirmed: list = dataclasses.field(default_factory=list)    # confirm times
+    done: list = dataclasses.field(default_factory=list)         # (body, time) of every finish
+    windows: list = dataclasses.field(default_factory=list)
+
+    def latencies(self):
+        """Publish-to-done seconds of each task, by the time it was first done: [(done, latency)]."""
+        first = {}
+        for body, at in self.done:
+            if body not in first or at < first[body]:
+                first[body] = at
+        return sorted((at, at - self.published[body]) for body, at in first.items() if body in self.published)
+
+    def summary(self):
+        """Latency percentiles over the whole run (seconds): p50, p90, p99, max; None if no task."""
+        values = sorted(latency for _, latency in self.latencies())
+        if not values:
+            return None
+        return {"p50": percentile(values, 50), "p90": percentile(values, 90),
+                "p99": percentile(values, 99), "max": values[-1]}
+
+    def per_second(self):
+        """Seconds since the start, with confirmed/s, done/s, and latency median/p99/max of the
+        tasks first done in that second (None where none was)."""
+        end = max([self.start] + self.confirmed + [at for _, at in self.done]
+                  + [w.end for w in self.windows])
+        seconds = int(math.ceil(end - self.start)) + 1
+        confirmed, done = [0] * seconds, [0] * seconds
+        for at in self.confirmed:
+            confirmed[min(seconds - 1, max(0, int(at - self.start)))] += 1
+        for _, at in self.done:
+            done[min(seconds - 1, max(0, int(at - self.start)))] += 1
+        buckets = [[] for _ in range(seconds)]
+        for at, latency in self.latencies():
+            buckets[min(seconds - 1, max(0, int(at - self.start)))].append(latency)
+        rows = []
+        for s in range(seconds):
+            values = sorted(buckets[s])
+            rows.append((s, confirmed[s], done[s],
+                         percentile(values, 50) if values else None,
+                         percentile(values, 99) if values else None,
+                         values[-1] if values else None))
+        return rows
+
+    def plot(self, path, title):
+        """Two panels, as Jepsen's: rates on top, latency below (log scale), each fault's window
+        shaded and labelled. Needs matplotlib (the plot extra)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.per_second()
+        xs = [r[0] for r in rows]
+        fig, (rate, lat) = plt.subplots(2, 1, figsize=(12, 7), sharex=True,
+                                        gridspec_kw={"height_ratios": [1, 1]})
+        rate.plot(xs, [r[1] for r in rows], label="confirmed / s", color="#1f77b4", linewidth=1)
+        rate.plot(xs, [r[2] for r in rows], label="done / s", color="#2ca02c", linewidth=1)
+        rate.set_ylabel("tasks per second")
+        rate.set_title(title.replace("; ", "\n", 1), fontsize=9)
+        for label, column, color in (("median", 3, "#2ca02c"), ("p99", 4, "#ff7f0e"), ("max", 5, "#d62728")):
+            # a second in which no task was done is a gap in the line, not a slope across it
+            values = [max(r[column], 1e-3) if r[column] is not None else math.nan for r in rows]
+            lat.plot(xs, values, label=label, color=color, linewidth=1, marker=".", markersize=3)
+        lat.set_yscale("log")
+        lat.set_ylabel("publish to done (s)")
+        lat.set_xlabel("seconds since the first publish")
+        colors = {"pause": "#9467bd", "partition": "#8c564b", "crash": "#d62728", "restart": "#ff7f0e",
+                  "kill": "#7f7f7f"}
+        labelled = set()
+        for w in self.windows:
+            a, b = w.start - self.start, w.end - self.start
+            color = colors.get(w.kind, "#bcbd22")
+            for axis in (rate, lat):
+                if b - a < 0.5:
+                    axis.axvline(a, color=color, alpha=0.5, linewidth=1,
+                                 label=None if (w.kind, axis) in labelled else w.kind)
+                else:
+                    axis.axvspan(a, b, color=color, alpha=0.15,
+                                 label=None if (w.kind, axis) in labelled else w.kind)
+                labelled.add((w.kind, axis))
+            if w.kind != "kill":
+                rate.annotate(f"{w.kind} {w.member}", xy=(a, 1.0), xycoords=("data", "axes fraction"),
+                              xytext=(2, -10), textcoords="offset points", fontsize=7, rotation=0,
+                              color=color)
+        rate.legend(loc="upper right", fontsize=8)
+        lat.legend(loc="upper right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+def percentile(sorted_values, p):
+    """The nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]

@@ -108,9 +108,11 @@ def pytest_sessionfinish(session, exitstatus):
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip() or None
+        modified = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                       capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
-        commit = None
-    record = {**facts, "commit": commit,
+        commit, modified = None, None
+    record = {**facts, "commit": commit, "modified": modified,
               "started": config.stash.get(_STARTED, None) and config.stash[_STARTED].isoformat(),
               "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "exitstatus": int(exitstatus), "cucumber": os.path.basename(path),

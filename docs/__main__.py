@@ -72,7 +72,7 @@ def main(argv=None):
         p.error("no runs: run `make test` first (it writes reports/runs/<BROKER>/), or name run directories")
     reports = args.output.parent
     pictures = sorted(reports.glob("*.png")) if reports.is_dir() else []
-    pictures = [x for x in pictures if x.name != "specification.png"]
+    pictures = [x for x in pictures if not x.name.startswith("specification")]   # not the page's own
     bench = (reports / "bench.txt").read_text() if (reports / "bench.txt").exists() else None
     try:
         built = build(runs, args.output, args.features, args.source_url, pictures, bench)

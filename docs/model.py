@@ -51,6 +51,7 @@ class Run:
     backend: str
     image: str | None
     commit: str | None
+    modified: bool | None
     started: str | None
     exitstatus: int | None
     elements: dict          # (feature uri, scenario line) -> [cucumber element]
@@ -98,9 +99,6 @@ class Scenario:
     contrast: bool
     defects: list           # [(id, title, versions, references)]
     results: list = dataclasses.field(default_factory=list)   # per run: [(example label, Outcome)]
-
-    def outcome_for(self, index):
-        return self.results[index]
 
 
 @dataclasses.dataclass
@@ -273,7 +271,7 @@ def load_run(directory):
             for status, *_ in cases:
                 other[status] = other.get(status, 0) + 1
     return Run(directory, record["rabbitmq"], record.get("backend", "?"), record.get("image"),
-               record.get("commit"), record.get("started"), record.get("exitstatus"),
+               record.get("commit"), record.get("modified"), record.get("started"), record.get("exitstatus"),
                elements, junit, other)
 
 

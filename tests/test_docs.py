@@ -26,7 +26,7 @@ def _run_dir(tmp_path, version, backend, chapters):
     directory.mkdir()
     features, suite = {}, ET.Element("testsuite")
     for feature, scenario in model.all_scenarios(chapters):
-        if model.other_major(scenario, model.Run(directory, version, backend, None, None, None, 0,
+        if model.other_major(scenario, model.Run(directory, version, backend, None, None, None, None, 0,
                                                  {}, {}, {})):
             continue                                          # deselected by its version tag
         for example in scenario.examples or [None]:

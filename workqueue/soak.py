@@ -342,7 +342,7 @@ def run(args):
                     return
                 member = target.fault_member(vhost, queue.name)   # one broker, or the queue's leader node
                 now = time.time()
-                window = Window(kind, getattr(member, "node_name", None) or "the broker", now, now)
+                window = Window(kind, _member_label(target, member), now, now)
                 chaos.windows.append(window)
                 if kind in ("pause", "partition"):
                     (target.pause_member if kind == "pause" else target.partition)(member)
@@ -467,6 +467,13 @@ def run(args):
                       timeline=dataclasses.replace(timeline, published=publisher.published_at,
                                                    confirmed=list(publisher.confirmed_at), done=list(records.done),
                                                    windows=chaos.windows))
+
+
+def _member_label(target, member):
+    """``node 2 (rabbit@host2)`` in a cluster, ``the broker`` alone (the plot keeps the first words)."""
+    if len(target.members) == 1:
+        return "the broker"
+    return f"node {target.members.index(member) + 1} ({member.node_name})"
 
 
 class Unsupported(Exception):

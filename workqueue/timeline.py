@@ -77,8 +77,8 @@ class Timeline:
         xs = [r[0] for r in rows]
         fig, (rate, lat) = plt.subplots(2, 1, figsize=(12, 7), sharex=True,
                                         gridspec_kw={"height_ratios": [1, 1]})
-        rate.plot(xs, [r[1] for r in rows], label="confirmed / s", color="#1f77b4", linewidth=1)
-        rate.plot(xs, [r[2] for r in rows], label="done / s", color="#2ca02c", linewidth=1)
+        rate.plot(xs, [r[1] for r in rows], label="confirmed / s", color="#1f77b4", linewidth=0.6, alpha=0.6)
+        rate.plot(xs, [r[2] for r in rows], label="done / s", color="#2ca02c", linewidth=1.5)
         rate.set_ylabel("tasks per second")
         rate.set_title(title.replace("; ", "\n", 1), fontsize=9)
         for label, column, color in (("median", 3, "#2ca02c"), ("p99", 4, "#ff7f0e"), ("max", 5, "#d62728")):
@@ -91,6 +91,7 @@ class Timeline:
         colors = {"pause": "#9467bd", "partition": "#8c564b", "crash": "#d62728", "restart": "#ff7f0e",
                   "kill": "#7f7f7f"}
         labelled = set()
+        level = 0
         for w in self.windows:
             a, b = w.start - self.start, w.end - self.start
             color = colors.get(w.kind, "#bcbd22")
@@ -102,10 +103,11 @@ class Timeline:
                     axis.axvspan(a, b, color=color, alpha=0.15,
                                  label=None if (w.kind, axis) in labelled else w.kind)
                 labelled.add((w.kind, axis))
-            if w.kind != "kill":
-                rate.annotate(f"{w.kind} {w.member}", xy=(a, 1.0), xycoords=("data", "axes fraction"),
-                              xytext=(2, -10), textcoords="offset points", fontsize=7, rotation=0,
-                              color=color)
+            if w.kind != "kill":           # labels on three levels, so neighbours do not overlap
+                rate.annotate(f"{w.kind} {w.member.split(' (')[0]}", xy=(a, 1.0),
+                              xycoords=("data", "axes fraction"), xytext=(2, -10 - 10 * (level % 3)),
+                              textcoords="offset points", fontsize=7, color=color)
+                level += 1
         rate.legend(loc="upper right", fontsize=8)
         lat.legend(loc="upper right", fontsize=8)
         fig.tight_layout()

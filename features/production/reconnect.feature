@@ -22,6 +22,7 @@ Feature: Workers and producers ride out broker restarts and crashes
   Rule: A producer re-sends what was not confirmed when its connection dropped
 
     Scenario: The broker crashes while a producer is sending
+      Given the task queue has been declared a few seconds ago
       When 5000 tasks are sent while the broker crashes and recovers
       And a worker takes the queue
       Then every task is confirmed, after a reconnection

@@ -20,7 +20,7 @@ Feature: Graceful shutdown
       Then the queue "task_queue" shows 1 ready, 0 unacknowledged and 0 consumers
 
     Scenario: A second Ctrl+C aborts at once
-      Given worker "alice" is working on a long task
+      Given worker "alice" is busy with a task that outlasts the scenario
       When "alice" is interrupted twice
       Then "alice" exits with code 130, without a traceback
       And the queue "task_queue" shows 1 ready, 0 unacknowledged and 0 consumers

@@ -10,7 +10,7 @@ import pika
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from steps import DEADLINE
+from steps import DEADLINE, QUEUE_SETTLE_SECONDS
 from workqueue import QueueSpec
 from workqueue.status import UNKNOWN
 from workqueue.testing import wait_until
@@ -37,14 +37,6 @@ def queue_options(spec):
 @given("the task queue is a quorum queue", target_fixture="queue_spec")
 def _():
     return QueueSpec(queue_type="quorum")
-
-
-#: How long a new queue is left before the broker under it is crashed on purpose. A queue
-#: crashed within a second or two of its declaration can be lost with its confirmed tasks:
-#: a RabbitMQ defect (features/defects.toml, quorum_early_crash; seen on classic queues too,
-#: see the README), which a scenario about something else must not trip over. Not a
-#: synchronisation: nothing the broker shows says when its declaration is on disk.
-QUEUE_SETTLE_SECONDS = 5
 
 
 @given("the task queue has been declared a few seconds ago")

@@ -33,6 +33,6 @@ Feature: Quorum task queues
     @broker_control @defect_quorum_early_crash
     Scenario: A crash right after the queue is declared
       Given 200 persistent tasks are waiting in the task queue
-      When the broker crashes and recovers
+      When the broker crashes at once and recovers
       And a worker takes the queue
       Then the worker does all 200 tasks

@@ -26,7 +26,15 @@ import pika.exceptions
 import pika.spec
 
 from workqueue._transport import coalesce_writes
-from workqueue.connection import Backoff, Failover, describe, existing_queue, open_error, unanswered_declaration
+from workqueue.connection import (
+    Backoff,
+    ConnectionLost,
+    Failover,
+    describe,
+    existing_queue,
+    open_error,
+    unanswered_declaration,
+)
 from workqueue.errors import BrokerUnreachable, QueueRefused, TaskNotConfirmed, WorkqueueError
 from workqueue.spec import QueueSpec
 
@@ -134,7 +142,9 @@ class Producer:
                 self.connect()
                 self.reconnections += 1
                 return
-            except BrokerUnreachable:
+            except BrokerUnreachable as exc:
+                if isinstance(exc, ConnectionLost):
+                    self.failover.skip()                                     # another node first
                 delay = backoff.next()
                 if time.monotonic() + delay > deadline:
                     raise
@@ -253,16 +263,20 @@ class Producer:
         else:
             error = WorkqueueError(f"channel closed: {reason}")
         batch = self._batch
+        # Closed with its connection (broker gone, restarting, shutting down): worth a
+        # reconnect. Closed alone by the broker (404, 406...): a refusal, final.
+        lost = isinstance(reason, (pika.exceptions.ConnectionClosed, pika.exceptions.StreamLostError,
+                                   pika.exceptions.AMQPConnectionError))
         if batch is not None and not batch.done:
-            # Closed with its connection (broker gone, restarting, shutting down): worth a
-            # reconnect. Closed alone by the broker (404, 406...): a refusal, final.
-            lost = isinstance(reason, (pika.exceptions.ConnectionClosed, pika.exceptions.StreamLostError,
-                                       pika.exceptions.AMQPConnectionError))
             batch.fail(TaskNotConfirmed(
                 f"task {preview(batch.first_unconfirmed())} not confirmed: channel closed: {reason}"),
                 lost=lost)
         elif not self._ready and self._error is None:
-            self._error = error
+            # Lost while declaring (seen on 4.0.5: EOF from a node during a cluster's failover):
+            # another node, or the same one later, may answer; a refusal is final.
+            self._error = (ConnectionLost(f"connection to {describe(self.params)} lost while declaring "
+                                          f"queue {self.queue.name!r}: {reason}")
+                           if lost and not isinstance(error, QueueRefused) else error)
         if self._connection.is_open:
             self._connection.close()
         else:

@@ -40,7 +40,14 @@ def reap_orphans():
     client = docker_client()
     removed = []
     try:
-        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        found = []
+        for _ in range(3):
+            try:
+                found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
+                break
+            except docker.errors.NotFound:      # one was removed (by another reaper) while listed
+                continue
+        for container in found:
             pid = int(container.labels.get(OWNER_LABEL) or 0)
             if pid and not _alive(pid):
                 try:

@@ -77,6 +77,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from workqueue.testing import reap_orphans, wait_until  # noqa: E402
+from workqueue.testing.processes import descendants  # noqa: E402
 
 needs_broker_control = pytest.mark.broker_control
 
@@ -96,25 +97,6 @@ def _soak(backend, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
-def _descendants(pid):
-    """Pids of every process below ``pid`` (from /proc)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -129,7 +111,7 @@ def _wait_workers(run, count=2):
     def workers():
         if run.poll() is not None:
             return "ended"
-        found = [p for p in _descendants(run.pid) if "workqueue.worker" in _cmdline(p)]
+        found = [p for p in descendants(run.pid) if "workqueue.worker" in _cmdline(p)]
         return found if len(found) >= count else None
     try:
         found = wait_until(workers, 180, f"the soak's {count} workers")
@@ -175,7 +157,7 @@ def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(broker_backend, sig)
                 "--crashes", "0", "--restarts", "0", "--work-ms", "5")
     try:
         _wait_workers(run)
-        everything = _descendants(run.pid)
+        everything = descendants(run.pid)
         run.send_signal(sig)
         out, err = run.communicate(timeout=120)
     finally:
@@ -194,7 +176,7 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
     everything = []
     try:
         workers = _wait_workers(run)
-        everything = _descendants(run.pid)
+        everything = descendants(run.pid)
         run.kill()
         run.wait(30)
         wait_until(lambda: not [p for p in workers if _alive(p)], 60, "the orphaned workers to exit")

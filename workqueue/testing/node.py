@@ -241,24 +241,8 @@ class NodeBroker(Broker):
     def _vm_pids(self):
         """The Erlang VM (beam.smp) of this node and its helper processes (the started
         process and everything below it)."""
-        pid = self.pid
-        if pid is None:
-            return []
-        children = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry))
-        found, todo = [pid], [pid]
-        while todo:
-            for child in children.get(todo.pop(), []):
-                found.append(child)
-                todo.append(child)
-        return found
+        from workqueue.testing.processes import descendants
+        return [] if self.pid is None else [self.pid, *descendants(self.pid)]
 
     def _pause(self):
         for pid in self._vm_pids():

@@ -228,3 +228,23 @@ class WorkerPool:
     def close(self):
         for worker in self.workers.values():
             worker.close()
+
+
+def descendants(pid):
+    """Pids of every process below ``pid``, read from /proc (a process that ends meanwhile is
+    left out)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

@@ -78,8 +78,10 @@ def main(argv=None):
             if worker.stopping:                 # second Ctrl+C: abort at once
                 say(" [!] Aborted; unacknowledged tasks return to the queue")
                 os._exit(130)
-            say(" [*] Stopping: finishing the current task")
+            # Stop first, then say so: a second signal that lands while the line is printed
+            # runs this handler again, nested, and must find the worker stopping.
             worker.stop()
+            say(" [*] Stopping: finishing the current task")
 
         signal.signal(signal.SIGINT, graceful)
         signal.signal(signal.SIGTERM, graceful)

@@ -34,3 +34,26 @@ def test_a_project_without_a_broker_fails_in_one_line_not_by_skipping(pytester, 
     result = pytester.runpytest_subprocess("--broker=node", "-p", "no:cacheprovider", "-p", "no:pytest_rabbitmq")
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*rabbitmq-server*not found*"])
+
+
+def test_a_broker_that_fails_to_start_while_tests_are_collected_fails_them_with_its_reason(
+        pytester, monkeypatch):
+    # A version marker makes the plugin start the broker while collecting (to deselect the other
+    # major's tests); under pytest-xdist a failure there was an INTERNALERROR hiding its reason.
+    monkeypatch.setenv("WORKQUEUE_RABBITMQ_SERVER", "/bin/false")
+    monkeypatch.setenv("WORKQUEUE_RABBITMQCTL", "/bin/false")
+    pytester.makepyfile(test_theirs=textwrap.dedent('''
+        import pytest
+
+        @pytest.mark.rabbitmq4
+        def test_on_4(broker):
+            pass
+
+        def test_any(broker):
+            pass
+    '''))
+    result = pytester.runpytest_subprocess("--broker=node", "-n", "2", "-p", "no:cacheprovider",
+                                           "-p", "no:pytest_rabbitmq")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(errors=2)                  # at setup, where the fixture asks for it
+    result.stdout.fnmatch_lines(["*broker (node) could not be started*"])

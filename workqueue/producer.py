@@ -329,7 +329,9 @@ class Producer:
         batch = self._batch
         if batch is None:
             return
-        if batch.error is None:
+        if batch.error is None and self._channel.is_open:
+            # (A channel that is closing, say the node went away between a nack and the
+            # publish again 0.1 s later, takes nothing: its close callback fails the batch.)
             publish, name, properties = self._channel.basic_publish, self.queue.name, self._properties
             for body in batch.take(batch.window - batch.unconfirmed):
                 publish("", name, body, properties, mandatory=True)

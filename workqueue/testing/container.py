@@ -164,11 +164,16 @@ class ContainerBroker(Broker):
                               f"last log lines:\n{self.logs(tail=30)}") from None
 
     def _exited(self):
+        import docker
         try:
             self._wrapped.reload()
             return self._wrapped.status in ("exited", "dead")
-        except Exception:
+        except docker.errors.NotFound:
             return True
+        except Exception:
+            # The engine did not answer this time (busy with a dozen starts): unknown, not
+            # exited; the readiness probe's deadline still ends a start that never comes.
+            return False
 
     def _stop(self):
         self._wrapped.stop(timeout=60)

@@ -78,3 +78,25 @@ def test_the_url_backend_is_green_against_a_stock_guest_broker(broker_backend):
     assert run.returncode == 0, run.stdout[-3000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
     assert users == {"guest"}, f"the run's own user was left behind: {users}"
+
+
+def test_a_node_directory_is_reaped_once_its_owner_and_its_node_are_gone(tmp_path):
+    from workqueue.testing.node import reap_orphan_dirs
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+
+    def node_dir(name, owner, node=None):
+        path = tmp_path / f"workqueue-node-{name}"
+        path.mkdir()
+        if owner is not None:
+            (path / "owner.pid").write_text(str(owner))
+        if node is not None:
+            (path / "rabbit.pid").write_text(str(node))
+        return path
+
+    orphan = node_dir("orphan", ended.pid, node=ended.pid)
+    owned = node_dir("owned", os.getpid())
+    running = node_dir("running", ended.pid, node=os.getpid())     # its node outlived its owner
+    unknown = node_dir("unknown", None)
+    assert reap_orphan_dirs(tmp_path) == [orphan]
+    assert owned.exists() and running.exists() and unknown.exists()

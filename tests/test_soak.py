@@ -77,7 +77,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 from workqueue.testing import reap_orphans, wait_until  # noqa: E402
-from workqueue.testing.processes import descendants  # noqa: E402
+from workqueue.testing.processes import alive, descendants  # noqa: E402
 
 needs_broker_control = pytest.mark.broker_control
 
@@ -130,15 +130,6 @@ def _wait_workers(run, count=2):
                 f"stdout: {out[-1500:]!r}; stderr: {err[-1500:]!r}")
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @needs_broker_control
 def test_a_run_in_which_nothing_moves_fails_within_the_stall_time(broker_backend):
     """Tasks of 4 s, a stall limit of 1 s: the run ends as FAIL naming the stall, not at --max-seconds."""
@@ -165,8 +156,8 @@ def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(broker_backend, sig)
             run.kill()
     assert run.returncode == 130, (run.returncode, err)
     assert err.strip().splitlines() == ["soak: interrupted; every broker and worker it started is stopped"], err
-    wait_until(lambda: not [p for p in everything if _alive(p)], 60,
-               f"every process the soak started to end: {[_cmdline(p)[:80] for p in everything if _alive(p)]}")
+    wait_until(lambda: not [p for p in everything if alive(p)], 60,
+               f"every process the soak started to end: {[_cmdline(p)[:80] for p in everything if alive(p)]}")
 
 
 @needs_broker_control
@@ -179,7 +170,7 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
         everything = descendants(run.pid)
         run.kill()
         run.wait(30)
-        wait_until(lambda: not [p for p in workers if _alive(p)], 60, "the orphaned workers to exit")
+        wait_until(lambda: not [p for p in workers if alive(p)], 60, "the orphaned workers to exit")
     finally:
         # The broker of a soak killed outright is not the workers' concern: end it here, by pid
         # (a node), or as an orphaned container (a container whose owner is dead).
@@ -187,7 +178,7 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
             run.kill()
             run.wait(30)
         for pid in everything:
-            if _alive(pid) and "workqueue.worker" not in _cmdline(pid):
+            if alive(pid) and "workqueue.worker" not in _cmdline(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -85,12 +85,14 @@ def make_broker(kind=None, url=None, **kwargs):
 
 
 def reap_orphans():
-    """Remove what throwaway brokers of processes killed outright left behind (containers of
-    the container backend; nothing is known to the node backend's processes, which its owner
-    ends by pid). Returns a description of each thing removed."""
+    """Remove what throwaway brokers of processes killed outright left behind: containers of
+    the container backend, data directories of the node backend (whose node, once its owner is
+    gone, has ended too). Returns a description of each thing removed."""
     from workqueue.testing.container import docker_available
     from workqueue.testing.container import reap_orphans as reap_containers
-    return [f"container {cid[:12]}" for cid in reap_containers()] if docker_available() else []
+    from workqueue.testing.node import reap_orphan_dirs
+    found = [f"directory {path}" for path in reap_orphan_dirs()]
+    return found + ([f"container {cid[:12]}" for cid in reap_containers()] if docker_available() else [])
 
 
 def make_cluster(kind=None, size=3, **kwargs):

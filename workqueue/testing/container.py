@@ -16,20 +16,11 @@ os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker  # noqa: E402
+from workqueue.testing.processes import alive  # noqa: E402
 
 DEFAULT_IMAGE = "rabbitmq:4.1.4-management"
 #: Label on every container of a throwaway broker: the pid of the process that made it.
 OWNER_LABEL = "workqueue.owner-pid"
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reap_orphans():
@@ -49,7 +40,7 @@ def reap_orphans():
                 continue
         for container in found:
             pid = int(container.labels.get(OWNER_LABEL) or 0)
-            if pid and not _alive(pid):
+            if pid and not alive(pid):
                 try:
                     container.remove(force=True, v=True)
                     removed.append(container.id)

@@ -22,6 +22,34 @@ CTL = os.environ.get("WORKQUEUE_RABBITMQCTL", "/usr/lib/rabbitmq/bin/rabbitmqctl
 EPMD_CANDIDATES = ("/usr/bin/epmd", "/usr/lib/erlang/bin/epmd")
 
 
+#: In a node's directory: the pid of the process that made it (its owner).
+OWNER_FILE = "owner.pid"
+DIR_PREFIX = "workqueue-node-"
+
+
+def reap_orphan_dirs(parent=None):
+    """Remove the directories of throwaway nodes whose owner process is gone and whose node
+    is not running (an owner killed outright could not remove its own). Returns the paths."""
+    from workqueue.testing.processes import alive
+    removed = []
+    for path in Path(parent or tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        try:
+            owner = int((path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue                    # being made (no owner yet), or not one of ours
+        if alive(owner):
+            continue
+        try:
+            node = int((path / "rabbit.pid").read_text())
+        except (OSError, ValueError):
+            node = None
+        if node and alive(node):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def node_available():
     return os.path.exists(SERVER) and os.path.exists(CTL)
 
@@ -161,7 +189,11 @@ class NodeBroker(Broker):
         require_node()
         super().__init__(**kwargs)
         self._own_dir = base_dir is None
-        self.base = Path(base_dir or tempfile.mkdtemp(prefix="workqueue-node-"))
+        if self._own_dir:
+            reap_orphan_dirs()
+        self.base = Path(base_dir or tempfile.mkdtemp(prefix=DIR_PREFIX))
+        if self._own_dir:
+            (self.base / OWNER_FILE).write_text(str(os.getpid()))
         self.dist_port = free_port()
         self._own_epmd = epmd is None
         self.epmd = epmd or Epmd()

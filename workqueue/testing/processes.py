@@ -28,6 +28,21 @@ def die_with_parent():
         pass
 
 
+def alive(pid):
+    """True while process ``pid`` exists and is not a zombie (one that another user owns counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt()
 

@@ -1,7 +1,13 @@
 """The harness as a pytest plugin: another project, with workqueue[test] installed, writes its
 own tests against a throwaway broker through the plugin's entry point (no conftest of ours)."""
 
+import json
+import os
 import textwrap
+
+import pytest
+
+from workqueue.testing.processes import alive
 
 
 def test_another_project_gets_a_throwaway_broker_and_workers_from_the_plugin(pytester, broker_backend):
@@ -57,3 +63,59 @@ def test_a_broker_that_fails_to_start_while_tests_are_collected_fails_them_with_
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.assert_outcomes(errors=2)                  # at setup, where the fixture asks for it
     result.stdout.fnmatch_lines(["*broker (node) could not be started*"])
+
+
+def test_a_parallel_run_leaves_no_broker_behind(pytester, broker_backend, tmp_path):
+    # Each pytest-xdist process closes its broker before it reports that it is done: the
+    # controller ends its processes soon after, and a removal cut short left a container.
+    if broker_backend == "url":
+        pytest.skip("the url backend's broker is the user's")
+    record = tmp_path / "brokers"
+    record.mkdir()
+    pytester.makeconftest(textwrap.dedent('''
+        import threading, pytest
+
+        @pytest.fixture(scope="session", autouse=True)
+        def slow_engine(broker):
+            """Closing takes 12 s, as with a Docker engine slow to answer at the end of a loaded
+            run: longer than pytest-xdist gives its processes to exit once they are done."""
+            real_close = broker.close
+            def close():
+                threading.Event().wait(12)
+                real_close()
+            broker.close = close
+    '''))
+    pytester.makepyfile(test_theirs=textwrap.dedent(f'''
+        import json, os, pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_uses_the_broker(broker, vhost, n):
+            seen = {{"kind": broker.kind, "container": getattr(broker, "container_id", None),
+                    "pid": getattr(broker, "pid", None), "base": str(getattr(broker, "base", ""))}}
+            with open(os.path.join({str(record)!r}, str(os.getpid())), "w") as f:
+                json.dump(seen, f)
+    '''))
+    result = pytester.runpytest_subprocess(f"--broker={broker_backend}", "-n", "2", "-p", "no:cacheprovider",
+                                           "-p", "no:pytest_rabbitmq")
+    result.assert_outcomes(passed=4)
+    seen = [json.loads(path.read_text()) for path in record.iterdir()]
+    assert seen, "no test process recorded its broker"
+    left = []
+    for broker in seen:
+        if broker["container"]:
+            import docker
+
+            from workqueue.testing.container import docker_client
+            client = docker_client()
+            try:
+                client.containers.get(broker["container"])
+                left.append(f"container {broker['container'][:12]}")
+            except docker.errors.NotFound:
+                pass
+            finally:
+                client.close()
+        if broker["pid"] and alive(broker["pid"]):
+            left.append(f"rabbitmq-server pid {broker['pid']}")
+        if broker["base"] and os.path.exists(broker["base"]):
+            left.append(f"directory {broker['base']}")
+    assert not left, f"left behind by the run, right after it ended: {left}"

@@ -329,9 +329,18 @@ class Producer:
         batch = self._batch
         if batch is None:
             return
-        if batch.error is None and self._channel.is_open:
-            # (A channel that is closing, say the node went away between a nack and the
-            # publish again 0.1 s later, takes nothing: its close callback fails the batch.)
+        if batch.error is None and not self._channel.is_open:
+            # Closing or closed under us (the node went away between a nack and the publish
+            # again 0.1 s later; seen on 4.0.5): a lost connection, like the channel's own close
+            # callback would report, so that publish_many connects again and sends the rest.
+            batch.fail(TaskNotConfirmed(f"channel to {describe(self.params)} closed with "
+                                        f"{batch.unconfirmed} task(s) unconfirmed"), lost=True)
+            if self._connection.is_open:
+                self._connection.close()            # its close callback stops the loop
+            else:
+                self._stop()
+            return
+        if batch.error is None:
             publish, name, properties = self._channel.basic_publish, self.queue.name, self._properties
             for body in batch.take(batch.window - batch.unconfirmed):
                 publish("", name, body, properties, mandatory=True)

@@ -260,7 +260,7 @@ class ContainerCluster(Cluster):
         self.wait_formed()
 
     def _close_shared(self):
-        try:
-            self.network.remove()
-        except Exception as exc:  # pragma: no cover - best effort
-            log.warning("removing network %s: %s", self.network.name, exc)
+        from workqueue.testing.container import remove_until_gone
+        network_id = self.network.id
+        remove_until_gone("network", lambda client: client.networks.get(network_id).remove(),
+                          self.network.name)

@@ -6,7 +6,9 @@ scripts/rabbitmq-image.sh where it cannot. Ports are published on fixed 127.0.0.
 the URL survives `docker stop`/`kill`/`start`.
 """
 
+import logging
 import os
+import time
 
 # testcontainers reads these once at import. Ryuk (the reaper container) cannot be pulled here:
 # every container is removed by id in close(), and those of an owner killed outright by
@@ -17,6 +19,8 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker  # noqa: E402
 from workqueue.testing.processes import alive  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = "rabbitmq:4.1.4-management"
 #: Label on every container of a throwaway broker: the pid of the process that made it.
@@ -65,9 +69,36 @@ def image_from_env():
     return os.environ.get("WORKQUEUE_RABBITMQ_IMAGE") or DEFAULT_IMAGE
 
 
-def docker_client():
+def docker_client(timeout=10):
     import docker
-    return docker.from_env(timeout=10)
+    return docker.from_env(timeout=timeout)
+
+
+#: How long the removal of a container or network is tried: at the end of a parallel run every
+#: test process removes its brokers at once, and the engine can be slow to answer one call.
+REMOVE_SECONDS = 120
+
+
+def remove_until_gone(kind, remove, what):
+    """Call ``remove(client)`` until the thing is gone (removed, or not found), trying again on
+    any other error until REMOVE_SECONDS have passed; then log a warning. True when gone."""
+    import docker
+    deadline = time.monotonic() + REMOVE_SECONDS
+    while True:
+        client = docker_client(timeout=60)
+        try:
+            remove(client)
+            return True
+        except docker.errors.NotFound:
+            return True
+        except Exception as exc:        # timeouts, 409 removal in progress, active endpoints
+            error = exc
+        finally:
+            client.close()
+        if time.monotonic() > deadline:
+            log.warning("could not remove %s %s: %s", kind, what, error)
+            return False
+        time.sleep(1)                   # back-off between attempts, not a synchronisation
 
 
 def docker_available():
@@ -186,10 +217,9 @@ class ContainerBroker(Broker):
 
     def close(self):
         if self._created and self._container._container is not None:
-            try:
-                self._wrapped.remove(force=True, v=True)
-            except Exception:
-                pass
+            container_id = self.container_id
+            remove_until_gone("container", lambda client: client.containers.get(container_id).remove(
+                force=True, v=True), container_id[:12])
             self._container.get_docker_client().client.close()
 
     def listening_on(self):

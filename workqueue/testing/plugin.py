@@ -26,6 +26,7 @@ When no broker can be had, a test that asks for one fails with one line saying h
 """
 
 import os
+import sys
 
 import pytest
 
@@ -144,6 +145,10 @@ def pytest_sessionfinish(session):
     config = session.config
     if hasattr(config, "workerinput"):                  # a pytest-xdist test process
         config.workeroutput[_FACTS_KEY] = run_facts(config)
+        # Close the brokers now, before pytest-xdist tells the controller that this process is
+        # done: the controller then ends its test processes within seconds, and a removal cut
+        # short there left a container behind (seen at the end of a 6-process run).
+        _close_session_targets(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -164,11 +169,18 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_unconfigure(config):
+    _close_session_targets(config)
+
+
+def _close_session_targets(config):
     state = config.stash.get(_STATE, {})
     for key in ("cluster", "broker"):
         target = state.pop(key, None)
         if target is not None:
-            target.close()
+            try:
+                target.close()
+            except Exception as exc:        # the other one is still closed
+                sys.stderr.write(f"workqueue: closing the session's {key} failed: {exc}\n")
 
 
 @pytest.fixture(scope="session")

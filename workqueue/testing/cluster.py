@@ -144,14 +144,21 @@ class Cluster(Target):
 
     def wait_replicated(self, vhost, queue, timeout=60):
         """Wait until a quorum queue has a leader and every node online as a member."""
+        seen = {}
+
         def replicated():
             try:
                 info = self.queue_info(vhost, queue)
-            except Exception:
+            except Exception as exc:
+                seen["last"] = f"no answer ({type(exc).__name__})"
                 return False
             online = sorted(info.get("online") or [])
+            seen["last"] = f"leader {info.get('leader') or info.get('node')}, online {online}"
             return (info.get("leader") or info.get("node")) and online == sorted(self.nodes)
-        wait_until(replicated, timeout, f"quorum queue {queue!r} to have all of {self.nodes} online")
+        try:
+            wait_until(replicated, timeout, f"quorum queue {queue!r} to have all of {self.nodes} online")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; last seen: {seen.get('last', 'nothing')}") from None
 
     # -- addresses, as a Broker ---------------------------------------------------------------
     def urls(self, vhost="/"):

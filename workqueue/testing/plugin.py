@@ -274,7 +274,10 @@ def pytest_runtest_makereport(item, call):
         state = item.config.stash.get(_STATE, {})
         for key in ("broker", "cluster"):
             target = state.get(key)
-            if target is not None and (key == "broker" or "cluster" in item.fixturenames):
+            # (pytest-bdd asks for its steps' fixtures as they run: a cluster scenario is
+            # known by its marker, not by item.fixturenames.)
+            if target is not None and (key == "broker" or "cluster" in item.fixturenames
+                                       or item.get_closest_marker("cluster")):
                 report.sections.append((f"{key} log (last 60 lines)", target.logs(tail=60)))
     return report
 

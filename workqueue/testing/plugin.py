@@ -245,13 +245,15 @@ def pytest_collection_modifyitems(config, items):
             major = session_broker(config).major
         except pytest.fail.Exception:
             # The broker did not start: every test that asks for it fails with the reason
-            # (a failure raised here would be an INTERNALERROR that hides it).
+            # (a failure raised here would be an INTERNALERROR that hides it); nothing is
+            # deselected.
             major = None
-        other = "rabbitmq3" if major is not None and major >= 4 else "rabbitmq4"
-        deselected = [item for item in items if major is not None and item.get_closest_marker(other)]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = [item for item in items if not item.get_closest_marker(other)]
+        if major is not None:
+            other = "rabbitmq3" if major >= 4 else "rabbitmq4"
+            deselected = [item for item in items if item.get_closest_marker(other)]
+            if deselected:
+                config.hook.pytest_deselected(items=deselected)
+                items[:] = [item for item in items if not item.get_closest_marker(other)]
     if kind != "container":
         for item in items:
             if item.get_closest_marker("partition"):

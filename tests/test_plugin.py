@@ -69,7 +69,8 @@ def test_a_parallel_run_leaves_no_broker_behind(pytester, broker_backend, tmp_pa
     # Each pytest-xdist process closes its broker before it reports that it is done: the
     # controller ends its processes soon after, and a removal cut short left a container.
     if broker_backend == "url":
-        pytest.skip("the url backend's broker is the user's")
+        pytest.skip("checks that throwaway brokers are removed: run with --broker=node or "
+                    "--broker=container (with --broker=url the broker is yours and stays)")
     record = tmp_path / "brokers"
     record.mkdir()
     pytester.makeconftest(textwrap.dedent('''

@@ -15,6 +15,8 @@ import textwrap
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: One virtualenv for the module: in a parallel run its tests stay on one process.
+pytestmark = pytest.mark.xdist_group("plain-install")
 FORBIDDEN = ("pytest", "pytest_bdd", "pytest_rabbitmq", "mirakuru", "testcontainers", "docker", "dramatiq",
              "celery", "kombu")
 

@@ -120,3 +120,33 @@ def test_a_parallel_run_leaves_no_broker_behind(pytester, broker_backend, tmp_pa
         if broker["base"] and os.path.exists(broker["base"]):
             left.append(f"directory {broker['base']}")
     assert not left, f"left behind by the run, right after it ended: {left}"
+
+
+def test_a_parallel_run_keeps_the_cluster_tests_of_a_module_on_one_process(pytester):
+    # They share the costly 3-node cluster, booted once per test process that asks for it. The
+    # grouping is pytest-xdist's --dist loadgroup, which pytest 9.2 silently broke
+    # (pytest-dev/pytest-xdist#1386): this fails when an upgrade breaks it again. No broker
+    # is needed: the tests carry the marker and record the process that ran them.
+    pytester.makepyfile(test_theirs=textwrap.dedent('''
+        import os, pytest
+
+        @pytest.mark.cluster
+        @pytest.mark.parametrize("i", range(6))
+        def test_on_the_cluster(i, record_property):
+            record_property("process", os.environ["PYTEST_XDIST_WORKER"])
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_elsewhere(i, record_property):
+            record_property("process", os.environ["PYTEST_XDIST_WORKER"])
+    '''))
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess("-n", "3", "--dist", "loadgroup", f"--junitxml={junit}",
+                                           "-p", "no:cacheprovider", "-p", "no:pytest_rabbitmq")
+    result.assert_outcomes(passed=12)
+    import xml.etree.ElementTree as ET
+    ran = {}
+    for case in ET.parse(junit).iter("testcase"):
+        processes = {p.get("value") for p in case.iter("property") if p.get("name") == "process"}
+        ran.setdefault(case.get("name").split("[")[0], set()).update(processes)
+    assert len(ran["test_on_the_cluster"]) == 1, f"the cluster tests ran on {sorted(ran['test_on_the_cluster'])}"
+    assert len(ran["test_elsewhere"]) > 1, "the other tests were not spread over the processes"

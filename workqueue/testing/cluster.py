@@ -1,10 +1,16 @@
-"""A RabbitMQ cluster of throwaway brokers: three nodes of one backend, joined with join_cluster.
+"""A RabbitMQ cluster of throwaway brokers: three nodes of one backend, formed at boot.
 
 - node backend: three private rabbitmq-server nodes sharing one private epmd and one Erlang
   cookie, each with its own 127.0.0.1 ports and data;
 - container backend: three containers on a user-defined Docker network (each node is
   ``rabbit@<hostname>`` there), sharing an Erlang cookie, each publishing its own ports on
   127.0.0.1.
+
+The first node boots alone; the others boot together and join it by RabbitMQ's own peer
+discovery (``classic_config``, listing the first node), as a cluster in production forms. That
+is one boot per node: ``rabbitmqctl join_cluster`` would stop and start each joining node's
+application again, and every rabbitmqctl call boots an Erlang VM of its own (22.6 s against
+12.9 s for the cluster on an idle 2-core machine, and about twice the CPU).
 
 Every member is a full Broker (url, params, kill, start, ctl, logs), so a scenario can crash
 one node and start it again; ``wait_formed()`` waits until every node runs in the cluster.
@@ -27,6 +33,12 @@ log = logging.getLogger(__name__)
 CLUSTER_CONF = "cluster_partition_handling = pause_minority\n"
 
 
+def join_conf(seed):
+    """The configuration of a node that joins the cluster of ``seed`` (a node name) as it boots."""
+    return ("cluster_formation.peer_discovery_backend = classic_config\n"
+            f"cluster_formation.classic_config.nodes.1 = {seed}\n")
+
+
 class Cluster(Target):
     """``size`` brokers joined into one cluster; usable as a context manager."""
 
@@ -41,16 +53,13 @@ class Cluster(Target):
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self):
-        """Boot every node (in parallel), join the others to the first, wait for all running."""
-        with concurrent.futures.ThreadPoolExecutor(len(self.members)) as pool:
-            for future in [pool.submit(m.start) for m in self.members]:
+        """Boot the first node, then the others in parallel (each joins the first as it boots:
+        ``join_conf``), and wait until every node runs in the cluster."""
+        self.members[0].start()
+        others = self.members[1:]
+        with concurrent.futures.ThreadPoolExecutor(max(len(others), 1)) as pool:
+            for future in [pool.submit(m.start) for m in others]:
                 future.result()
-        first = self.members[0]
-        for member in self.members[1:]:
-            member.ctl("stop_app")
-            member.ctl("join_cluster", first.node_name)
-            member.ctl("start_app")
-            member.wait_ready()
         self.wait_formed()
         return self
 
@@ -208,9 +217,10 @@ class NodeCluster(Cluster):
         try:
             for i in range(1, size + 1):
                 port = free_port()
+                conf = kwargs["extra_conf"] + (join_conf(members[0].node_name) if members else "")
                 members.append(NodeBroker(base_dir=self.base / f"node{i}", node_name=f"wq{i}x{port}@localhost",
                                           port=port, epmd=self.epmd, cookie=cookie, username=username,
-                                          password=password, **kwargs))
+                                          password=password, **{**kwargs, "extra_conf": conf}))
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)
             raise
@@ -238,8 +248,10 @@ class ContainerCluster(Cluster):
         username = kwargs.pop("username", None) or f"wq-{secrets.token_hex(3)}"
         password = kwargs.pop("password", None) or secrets.token_urlsafe(18)
         try:
+            seed = f"rabbit@wq{tag}n1"
             members = [ContainerBroker(network=self.network, hostname=f"wq{tag}n{i}", cookie=cookie,
-                                       username=username, password=password, **kwargs)
+                                       username=username, password=password,
+                                       **{**kwargs, "extra_conf": kwargs["extra_conf"] + (join_conf(seed) if i > 1 else "")})
                        for i in range(1, size + 1)]
         except BaseException:
             self.network.remove()

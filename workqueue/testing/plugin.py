@@ -223,13 +223,23 @@ def worker_pool(amqp_url):
     pool.close()
 
 
+@pytest.hookimpl(tryfirst=True)      # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url; under
     pytest-xdist, keep the tests of one module that share the costly 3-node cluster on one process (with
     ``--dist loadgroup``): each test process boots its own broker, and the cluster once."""
+    if hasattr(config, "workerinput"):
+        # A pytest-xdist test process: the longest tests first (those on the cluster, then those
+        # that restart or crash their broker), so that none starts last and runs alone at the
+        # end. Every process sorts the same way, as xdist requires; pytest-xdist then hands the
+        # tests out in this order.
+        items.sort(key=lambda item: 0 if item.get_closest_marker("cluster")
+                   else 1 if item.get_closest_marker("broker_control") else 2)
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
-            if "cluster" in getattr(item, "fixturenames", ()):
+            # pytest-bdd asks for the cluster fixture as a step runs: a scenario is known by its
+            # marker (a plain test by its fixture)
+            if item.get_closest_marker("cluster") or "cluster" in getattr(item, "fixturenames", ()):
                 module = getattr(getattr(item, "module", None), "__name__", "")
                 item.add_marker(pytest.mark.xdist_group(f"workqueue-cluster:{module}"))
     if not any(item.get_closest_marker(m) for item in items

@@ -248,10 +248,10 @@ class ContainerCluster(Cluster):
         username = kwargs.pop("username", None) or f"wq-{secrets.token_hex(3)}"
         password = kwargs.pop("password", None) or secrets.token_urlsafe(18)
         try:
-            seed = f"rabbit@wq{tag}n1"
+            joining = kwargs["extra_conf"] + join_conf(f"rabbit@wq{tag}n1")
             members = [ContainerBroker(network=self.network, hostname=f"wq{tag}n{i}", cookie=cookie,
                                        username=username, password=password,
-                                       **{**kwargs, "extra_conf": kwargs["extra_conf"] + (join_conf(seed) if i > 1 else "")})
+                                       **{**kwargs, "extra_conf": joining if i > 1 else kwargs["extra_conf"]})
                        for i in range(1, size + 1)]
         except BaseException:
             self.network.remove()

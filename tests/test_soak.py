@@ -146,18 +146,39 @@ def test_a_run_in_which_nothing_moves_fails_within_the_stall_time(broker_backend
 def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(broker_backend, sig):
     run = _soak(broker_backend, "-n", "1000000", "--workers", "2", "--kills", "0",
                 "--crashes", "0", "--restarts", "0", "--work-ms", "5")
+    everything = []
     try:
         _wait_workers(run)
         everything = descendants(run.pid)
         run.send_signal(sig)
         out, err = run.communicate(timeout=120)
     finally:
-        if run.poll() is None:
+        if run.poll() is None:          # it did not stop: end it and all it started, by pid
             run.kill()
+            run.communicate()
+            for pid in everything:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
     assert run.returncode == 130, (run.returncode, err)
     assert err.strip().splitlines() == ["soak: interrupted; every broker and worker it started is stopped"], err
     wait_until(lambda: not [p for p in everything if alive(p)], 60,
                f"every process the soak started to end: {[_cmdline(p)[:80] for p in everything if alive(p)]}")
+
+
+def test_ctrl_c_stops_a_tool_started_with_sigint_ignored():
+    # A shell's `&` without job control starts a process with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt: the soak (and the demo, the bench) ran on after
+    # `kill -INT`, with its broker, until the test killed it outright.
+    code = ("import os, signal, time\n"
+            "from workqueue.testing.processes import stopped_by_signals\n"
+            "with stopped_by_signals('tool'):\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(30)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert (run.returncode, run.stderr) == (130, "tool: interrupted; every broker and worker it started is stopped\n")
 
 
 @needs_broker_control

@@ -55,16 +55,25 @@ def _interrupt(signum, frame):
 @contextlib.contextmanager
 def stopped_by_signals(prog):
     """SIGTERM acts as Ctrl+C inside the block: the with-statements in it close what they
-    started (brokers, workers) on the way out; then one line on stderr and exit 130."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    started (brokers, workers) on the way out; then one line on stderr and exit 130.
+
+    SIGINT is set explicitly too: a process started with SIGINT ignored (by a shell's ``&``
+    without job control, or nohup'd scripts) would otherwise never see Ctrl+C or ``kill -INT``
+    and run on, with its brokers and workers, until killed outright."""
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupted = False
     try:
         yield
     except KeyboardInterrupt:
+        interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(f"{prog}: interrupted; every broker and worker it started is stopped", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        if not interrupted:
+            signal.signal(signal.SIGINT, previous_int)
 
 RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redelivered\))?$")
 

@@ -105,6 +105,17 @@ def _cmdline(pid):
         return ""
 
 
+def _end_left_behind(pids):
+    """End what a soak that is gone left running: these processes by pid (a node broker, its
+    helpers), and its containers as orphans (containers whose owner is dead)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap_orphans()
+
+
 def _wait_workers(run, count=2):
     """The pids of the soak's worker processes, once ``count`` of them run. A soak that ends
     first, or does not get there in time, fails the test with what it printed."""
@@ -153,14 +164,10 @@ def test_sigterm_or_ctrl_c_ends_everything_the_soak_started(broker_backend, sig)
         run.send_signal(sig)
         out, err = run.communicate(timeout=120)
     finally:
-        if run.poll() is None:          # it did not stop: end it and all it started, by pid
+        if run.poll() is None:          # it did not stop: end it and all it started
             run.kill()
             run.communicate()
-            for pid in everything:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _end_left_behind(everything)
     assert run.returncode == 130, (run.returncode, err)
     assert err.strip().splitlines() == ["soak: interrupted; every broker and worker it started is stopped"], err
     wait_until(lambda: not [p for p in everything if alive(p)], 60,
@@ -193,18 +200,11 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
         run.wait(30)
         wait_until(lambda: not [p for p in workers if alive(p)], 60, "the orphaned workers to exit")
     finally:
-        # The broker of a soak killed outright is not the workers' concern: end it here, by pid
-        # (a node), or as an orphaned container (a container whose owner is dead).
+        # The broker of a soak killed outright is not the workers' concern: end it here.
         if run.poll() is None:
             run.kill()
             run.wait(30)
-        for pid in everything:
-            if alive(pid) and "workqueue.worker" not in _cmdline(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        reap_orphans()
+        _end_left_behind([p for p in everything if alive(p) and "workqueue.worker" not in _cmdline(p)])
         run.stdout.close()
         run.stderr.close()
 

@@ -223,6 +223,12 @@ def worker_pool(amqp_url):
     pool.close()
 
 
+def _on_cluster(item):
+    """Whether a test uses the session's cluster. pytest-bdd asks for its steps' fixtures as
+    they run, so a scenario is known by its ``cluster`` marker; a plain test by its fixture."""
+    return bool(item.get_closest_marker("cluster")) or "cluster" in getattr(item, "fixturenames", ())
+
+
 @pytest.hookimpl(tryfirst=True)      # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url; under
@@ -233,13 +239,11 @@ def pytest_collection_modifyitems(config, items):
         # that restart or crash their broker), so that none starts last and runs alone at the
         # end. Every process sorts the same way, as xdist requires; pytest-xdist then hands the
         # tests out in this order.
-        items.sort(key=lambda item: 0 if item.get_closest_marker("cluster")
+        items.sort(key=lambda item: 0 if _on_cluster(item)
                    else 1 if item.get_closest_marker("broker_control") else 2)
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
-            # pytest-bdd asks for the cluster fixture as a step runs: a scenario is known by its
-            # marker (a plain test by its fixture)
-            if item.get_closest_marker("cluster") or "cluster" in getattr(item, "fixturenames", ()):
+            if _on_cluster(item):
                 module = getattr(getattr(item, "module", None), "__name__", "")
                 item.add_marker(pytest.mark.xdist_group(f"workqueue-cluster:{module}"))
     if not any(item.get_closest_marker(m) for item in items
@@ -286,10 +290,7 @@ def pytest_runtest_makereport(item, call):
         state = item.config.stash.get(_STATE, {})
         for key in ("broker", "cluster"):
             target = state.get(key)
-            # (pytest-bdd asks for its steps' fixtures as they run: a cluster scenario is
-            # known by its marker, not by item.fixturenames.)
-            if target is not None and (key == "broker" or "cluster" in item.fixturenames
-                                       or item.get_closest_marker("cluster")):
+            if target is not None and (key == "broker" or _on_cluster(item)):
                 report.sections.append((f"{key} log (last 60 lines)", target.logs(tail=60)))
     return report
 

@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -46,8 +47,13 @@ def pytest_configure(config):
         workqueue_plugin.require_broker(config)
 
 
+_DEFECT = pytest.StashKey[dict]()
+_FAILED_STEP = pytest.StashKey[tuple]()
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark known broker defects as strict expected failures on their versions."""
+    """Mark the scenarios of known broker defects, on the versions they fail on, as strict
+    expected failures with a pinned symptom (see pytest_runtest_makereport)."""
     defects = {key: d for key, d in DEFECTS.items() if any(item.get_closest_marker(f"defect_{key}") for item in items)}
     version = workqueue_plugin.session_broker(config).version if defects else None
     for key, defect in defects.items():
@@ -57,7 +63,34 @@ def pytest_collection_modifyitems(config, items):
                   f"if this passes, the defect is gone on {version}: update features/defects.toml")
         for item in items:
             if item.get_closest_marker(f"defect_{key}"):
-                item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+                item.stash[_DEFECT] = {"reason": reason, **defect["symptom"]}
+
+
+def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func_args, exception):
+    request.node.stash[_FAILED_STEP] = (f"{step.keyword} {step.name}", " ".join(str(exception).split()))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A defect's scenario is an expected failure only when it fails in the step and with the
+    error its entry pins (its symptom); any other failure is a real one, and a pass is a strict
+    XPASS (the defect is gone). The outcome is set as pytest's own xfail sets it."""
+    report = yield
+    defect = item.stash.get(_DEFECT, None)
+    if defect is None or report.when != "call":
+        return report
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = f"[XPASS(strict)] {defect['reason']}"
+    elif report.failed:
+        step, message = item.stash.get(_FAILED_STEP, (None, ""))
+        if step == defect["step"] and re.search(defect["error"], message):
+            report.outcome = "skipped"
+            report.wasxfail = defect["reason"]
+        else:
+            report.sections.append(("defect", f"this is not the defect's symptom ({defect['step']!r}, "
+                                              f"error matching {defect['error']!r}): a real failure"))
+    return report
 
 
 # -- pytest-bdd's report data across pytest-xdist ------------------------------------------------

@@ -1,27 +1,38 @@
-"""``make mutants``: switch each mechanism off and show that its scenarios fail.
+"""``make mutants``: switch each mechanism off and show that its scenarios fail, in a Then.
 
     python -m mutants [--broker node] [--only ID[,ID...]] [--jobs N] [--list]
 
-For each row of mutants/table.toml: copy the project's files into a scratch directory (never
-the working tree), apply the row's edits there (each `find` must occur exactly once), and run
-the row's scenarios in that copy with pytest against its own throwaway broker, stopping at the
-first failure. A row is
+First a control run: the scenarios of every row, unmutated, in a scratch copy of the project's
+files, under the same number of test processes as the rows will run (``--jobs``). Then, for
+each row of mutants/table.toml: a scratch copy (never the working tree), the row's edits (each
+`find` must occur exactly once), every edited file compiled and every command the scenarios
+start imported, and the row's scenarios run with pytest against a throwaway broker of their
+own, stopping at the first failure. Where a scenario failed is learnt from pytest-bdd itself
+(its step hooks, through the plugin mutants/verdict.py), never from the text it printed. A row is
 
-  killed     a scenario failed (a step's assertion, in the test itself): the mutant was seen;
+  killed     a Then step (or the step the row names in `expect`; for a plain test, the test
+             function) failed on its own check: an AssertionError, or a wait on an
+             observable condition that ran out (TimeoutError);
   SURVIVED   every scenario passed with the mechanism off: a hole in the specification;
-  ERROR      the edit no longer applies, or pytest could not run the scenarios (a collection or
-             set-up error, a broker that did not start): the row says nothing until fixed.
+  ERROR      anything else, with the step and its message: the edit no longer applies, a file
+             does not compile or a command does not import, the control run of one of its
+             scenarios failed, a Given or When failed (even on an assertion), a fixture or a
+             broker did not start, a worker exited before it ever consumed, a teardown failed,
+             the row ran out of time. Such a row says nothing until it is fixed.
 
-Prints one table (mutant, what it breaks, scenarios run, result, seconds, what caught it) and
-exits 0 when every row is killed, 1 otherwise, 2 on bad usage. Ctrl+C or SIGTERM stops the
-runs in progress (their pytest closes its broker) and removes the scratch copies.
+Prints one table (mutant, what it breaks, control, scenarios run, result, seconds, the step that
+caught it and the first line of its message) and exits 0 when every row is killed, 1
+otherwise, 2 on bad usage, 130 when interrupted. Ctrl+C or SIGTERM stops the runs in progress
+(their pytest closes its broker) and removes the scratch copies.
 """
 
 import argparse
 import concurrent.futures
 import dataclasses
+import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ET
 
 import tomllib
 
@@ -37,8 +47,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TABLE = pathlib.Path(__file__).resolve().parent / "table.toml"
 #: Seconds a row's pytest may run before it is stopped (the cluster rows boot three nodes).
 ROW_TIMEOUT = 600
+#: The commands the scenarios start, each of which must import in a mutated copy.
+COMMANDS = ("workqueue.worker", "workqueue.new_task", "workqueue.status")
 _stopping = threading.Event()
-_running = set()               # Popen objects of the rows in progress
+_running = set()               # Popen objects of the runs in progress
 _lock = threading.Lock()
 
 
@@ -52,7 +64,9 @@ class Row:
     breaks: str
     scenarios: list
     edits: list
+    expect: str | None = None        # a step (regular expression) that may catch it besides a Then
     result: str = "not run"
+    control: str = "not run"
     seconds: float = 0.0
     ran: int = 0
     caught_by: str = ""
@@ -62,7 +76,8 @@ class Row:
 def load(path=TABLE):
     rows = []
     for entry in tomllib.loads(path.read_text())["mutant"]:
-        rows.append(Row(entry["id"], entry["breaks"], list(entry["scenarios"]), list(entry["edit"])))
+        rows.append(Row(entry["id"], entry["breaks"], list(entry["scenarios"]), list(entry["edit"]),
+                        entry.get("expect")))
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
         raise SystemExit(f"mutants: error: duplicate ids in {TABLE.name}")
@@ -104,28 +119,147 @@ def apply_edits(directory, edits):
     return None
 
 
-def verdict(junit):
-    """(result, tests run, the first failing test and its message) from a junit XML report."""
+def scratch_env(directory, verdicts):
+    env = {**os.environ, "PYTHONPATH": str(directory), "PYTHONDONTWRITEBYTECODE": "1",
+           "WORKQUEUE_VERDICTS": str(verdicts)}
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def check_copy(directory, env, edited=()):
+    """An error message when an edited file does not compile, or the package or a command the
+    scenarios start does not import from the scratch copy; None when all is well."""
+    for name in sorted(set(edited)):
+        if name.endswith(".py"):
+            try:
+                compile((directory / name).read_text(), name, "exec")
+            except SyntaxError as exc:
+                return f"{name} does not compile: line {exc.lineno}: {exc.msg}"
+    modules = [*COMMANDS, *(n[:-3].replace("/", ".") for n in edited if n.endswith(".py"))]
+    probe = ("import importlib, sys\n"
+             "for m in sys.argv[1:]:\n"
+             "    importlib.import_module(m)\n"
+             "import workqueue; print(workqueue.__file__)")
+    imported = subprocess.run([sys.executable, "-c", probe, *dict.fromkeys(modules)], cwd=directory, env=env,
+                              capture_output=True, text=True, timeout=120)
+    if imported.returncode != 0:
+        last = (imported.stderr.strip().splitlines() or ["(no message)"])[-1]
+        return f"the scratch copy does not import: {last[:200]}"
+    if not imported.stdout.startswith(str(directory)):
+        return f"the scratch copy's workqueue is not the one imported: {imported.stdout.strip()}"
+    return None
+
+
+def run_pytest(directory, env, args, timeout, log_name):
+    """Run pytest in the scratch copy; its exit code, or None when it ran out of time."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "mutants.verdict", *args]
+    with open(directory / log_name, "wb") as out:
+        process = subprocess.Popen(command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        with _lock:
+            _running.add(process)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stop(process)
+            return None
+        except BaseException:            # interrupted while waiting here (the control run)
+            stop(process)
+            raise
+        finally:
+            with _lock:
+                _running.discard(process)
+
+
+def read_verdicts(path):
+    """{node id: record} written by mutants/verdict.py (the last record of a node id wins)."""
+    out = {}
     try:
-        cases = ET.parse(junit).getroot().iter("testcase")
-    except (OSError, ET.ParseError):
-        return "ERROR", 0, "no report"
-    ran, failed, errors = 0, None, None
-    for case in cases:
-        if case.find("skipped") is not None:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
             continue
-        ran += 1
-        name = f"{case.get('name')}"
-        failure, error = case.find("failure"), case.find("error")
-        if failure is not None and failed is None:
-            failed = (name, failure.get("message") or "")
-        if error is not None and errors is None:
-            errors = (name, error.get("message") or "")
-    if failed:
-        return "killed", ran, f"{failed[0]}: {' '.join(failed[1].split())[:160]}"
-    if errors:
-        return "ERROR", ran, f"set-up error in {errors[0]}: {' '.join(errors[1].split())[:160]}"
-    return ("SURVIVED" if ran else "ERROR"), ran, ""
+        out[record["nodeid"]] = record
+    return out
+
+
+def _matches(nodeid, scenario):
+    nodeid = re.sub(r"@[^\[\]@]*$", "", nodeid)       # pytest-xdist's group suffix (@workqueue-cluster:...)
+    return nodeid == scenario or nodeid.startswith(scenario + "[")
+
+
+def records_for(records, scenario):
+    return [r for nodeid, r in records.items() if _matches(nodeid, scenario)]
+
+
+def describe_failure(record):
+    where = record.get("step") or f"the test's {record.get('phase', 'call')}"
+    message = record.get("message") or ""
+    exception = record.get("exception") or "failure"
+    return f"{where}: {exception}: {message}" if message else f"{where}: {exception}"
+
+
+def classify(record, expect=None):
+    """(result, text) for the failed test ``record``: killed only on a Then's own check (or the
+    step ``expect`` names, or a plain test's function), ERROR for anything else."""
+    text = describe_failure(record)
+    step_type = record.get("step_type")
+    if record.get("phase") != "call":
+        return "ERROR", f"{record.get('phase')} error: {text}"
+    if not record.get("assertion"):
+        if record.get("exception") == "WorkerDidNotStart":
+            return "ERROR", f"a worker crashed at start: {text}"
+        if step_type is not None and not record.get("in_body"):
+            return "ERROR", f"a fixture of the step failed: {text}"
+        return "ERROR", f"not a check's failure: {text}"
+    if step_type is None or step_type == "then":
+        return "killed", text
+    if expect and re.search(expect, record.get("step") or ""):
+        return "killed", text
+    return "ERROR", f"caught in a {step_type.capitalize()}, not a Then: {text}"
+
+
+def control_run(rows, broker, jobs, timeout):
+    """Run every row's scenarios once, unmutated, in one scratch copy with ``jobs`` test
+    processes; set each row's control to "passed" or to why not. Returns the seconds it took."""
+    started = time.monotonic()
+    scenarios = list(dict.fromkeys(s for r in rows for s in r.scenarios))
+    with tempfile.TemporaryDirectory(prefix="workqueue-mutant-control-") as tmp:
+        directory = pathlib.Path(tmp)
+        scratch_copy(directory)
+        verdicts = directory / "verdicts.jsonl"
+        env = scratch_env(directory, verdicts)
+        problem = check_copy(directory, env)
+        if problem is None:
+            workers = ["-n", str(min(jobs, len(scenarios))), "--dist", "loadgroup"] if jobs > 1 else []
+            code = run_pytest(directory, env, [f"--broker={broker}", *workers, *scenarios], timeout, "control.log")
+            if code is None:
+                problem = f"the control run did not finish within {timeout:g} s"
+            elif code in (2, 3, 4, 5):
+                tail = (directory / "control.log").read_text(errors="replace").strip().splitlines()[-3:]
+                problem = f"the control run's pytest exited {code}: {' | '.join(tail)[:300]}"
+        records = read_verdicts(verdicts)
+        for row in rows:
+            if problem:
+                row.control = f"ERROR: {problem}"
+                continue
+            row.control = "passed"
+            for scenario in row.scenarios:
+                found = records_for(records, scenario)
+                failed = [r for r in found if r["outcome"] != "passed"]
+                if not found:
+                    row.control = f"{scenario} did not run"
+                elif failed:
+                    r = failed[0]
+                    row.control = (f"{r['nodeid']} {r['outcome']}: {describe_failure(r)}"
+                                   if r["outcome"] == "failed" else f"{r['nodeid']} {r['outcome']}")
+                if row.control != "passed":
+                    break
+    return time.monotonic() - started
 
 
 def run_row(row, broker, timeout):
@@ -134,55 +268,45 @@ def run_row(row, broker, timeout):
         directory = pathlib.Path(tmp)
         scratch_copy(directory)
         problem = apply_edits(directory, row.edits)
+        verdicts = directory / "verdicts.jsonl"
+        env = scratch_env(directory, verdicts)
+        problem = problem or check_copy(directory, env, [e["file"] for e in row.edits])
         if problem:
             row.result, row.detail = "ERROR", problem
             return row
-        env = {**os.environ, "PYTHONPATH": str(directory), "PYTHONDONTWRITEBYTECODE": "1"}
-        env.pop("PYTEST_ADDOPTS", None)
-        imported = subprocess.run([sys.executable, "-c", "import workqueue; print(workqueue.__file__)"],
-                                  cwd=directory, env=env, capture_output=True, text=True)
-        if not imported.stdout.startswith(str(directory)):
-            row.result = "ERROR"
-            row.detail = f"the scratch copy's workqueue is not the one imported: {imported.stdout.strip()}"
-            return row
-        junit = directory / "mutant-junit.xml"
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--broker={broker}",
-                   f"--junitxml={junit}", *row.scenarios]
-        log = directory / "pytest.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-            with _lock:
-                _running.add(process)
-            try:
-                code = process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                stop(process)
-                code = None
-            finally:
-                with _lock:
-                    _running.discard(process)
+        code = run_pytest(directory, env, ["-x", f"--broker={broker}", *row.scenarios], timeout, "pytest.log")
         row.seconds = time.monotonic() - started
         if _stopping.is_set():
             row.result, row.detail = "not run", "interrupted"
             return row
         if code is None:
-            row.result, row.detail = "ERROR", f"pytest did not finish within {timeout} s"
+            row.result, row.detail = "ERROR", f"pytest did not finish within {timeout:g} s"
             return row
-        row.result, row.ran, info = verdict(junit)
+        records = read_verdicts(verdicts)
+        ran = [r for s in row.scenarios for r in records_for(records, s) if r["outcome"] != "skipped"]
+        row.ran = len(ran)
+        failed = next((r for r in ran if r["outcome"] != "passed"), None)
         if code in (2, 3, 4, 5):                      # interrupted, internal, usage, no tests
-            row.result = "ERROR"
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            info = f"pytest exit {code}: {' | '.join(tail)[:300]}"
-        if row.result == "killed":
-            row.caught_by = info
+            tail = (directory / "pytest.log").read_text(errors="replace").strip().splitlines()[-3:]
+            row.result, row.detail = "ERROR", f"pytest exit {code}: {' | '.join(tail)[:300]}"
+        elif failed is not None:
+            if failed["outcome"] != "failed":
+                row.result, row.detail = "ERROR", f"{failed['nodeid']} {failed['outcome']}"
+            else:
+                row.result, text = classify(failed, row.expect)
+                if row.result == "killed":
+                    row.caught_by = text
+                else:
+                    row.detail = text
+        elif code == 0 and ran:
+            row.result = "SURVIVED"
         else:
-            row.detail = info
+            row.result, row.detail = "ERROR", f"pytest exit {code} and no failing test recorded"
     return row
 
 
 def stop(process):
-    """SIGINT to the row's pytest (it closes its broker), then SIGKILL to its group."""
+    """SIGINT to the run's pytest (it closes its broker), then SIGKILL to its group."""
     try:
         os.killpg(process.pid, signal.SIGINT)
         process.wait(60)
@@ -195,29 +319,41 @@ def stop(process):
     process.wait()
 
 
-def table(rows):
-    header = ("mutant", "what it breaks", "scenarios run", "result", "seconds")
-    lines = [(r.id, r.breaks, f"{r.ran} of {len(r.scenarios)}", r.result, f"{r.seconds:.0f}") for r in rows]
+def _short(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def table(rows, width=110):
+    header = ("mutant", "what it breaks", "control", "scenarios run", "result", "seconds")
+    lines = [(r.id, _short(r.breaks, 70), "passed" if r.control == "passed" else "FAILED",
+              f"{r.ran} of {len(r.scenarios)}", r.result, f"{r.seconds:.0f}") for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *lines]]
     out.insert(1, "  ".join("-" * w for w in widths))
-    notes = [f"  {r.id}: caught by {r.caught_by}" if r.caught_by else f"  {r.id}: {r.detail}"
-             for r in rows if r.caught_by or r.detail]
+    notes = []
+    for r in rows:
+        if r.control != "passed":
+            notes.append(f"  {r.id}: control: {_short(r.control, width)}")
+        if r.caught_by:
+            notes.append(f"  {r.id}: caught by {_short(r.caught_by, width)}")
+        elif r.detail:
+            notes.append(f"  {r.id}: {_short(r.detail, width)}")
     killed = sum(r.result == "killed" for r in rows)
-    return "\n".join(out + ["", f"{killed} of {len(rows)} killed", *notes])
+    return "\n".join(out + ["", f"{killed} of {len(rows)} killed, each by the step named below", *notes])
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m mutants", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="exit codes: 0 every mutant killed; 1 one survived or could not be "
-                                       "run (ERROR); 2 bad usage; 130 interrupted")
+                                epilog="exit codes: 0 every mutant killed by a Then; 1 one survived or could "
+                                       "not be judged (ERROR); 2 bad usage; 130 interrupted")
     p.add_argument("--broker", choices=("node", "container"), default=os.environ.get("WORKQUEUE_BROKER") or "node",
                    help="broker backend for the scenarios (env WORKQUEUE_BROKER; default node)")
     p.add_argument("--only", default=None, metavar="ID[,ID...]", help="run these rows only")
-    p.add_argument("--jobs", type=int, default=1, help="rows run at the same time, each with its own broker "
-                   "(most of a row's time is a scenario waiting out its deadline: `make mutants` runs 6)")
-    p.add_argument("--timeout", type=float, default=ROW_TIMEOUT, help="seconds one row may take")
+    p.add_argument("--jobs", type=int, default=1, help="rows run at the same time, each with its own broker, "
+                   "and the control run's test processes (most of a row's time is a scenario waiting "
+                   "out its deadline: `make mutants` runs 6)")
+    p.add_argument("--timeout", type=float, default=ROW_TIMEOUT, help="seconds one row (or the control run) may take")
     p.add_argument("--list", action="store_true", help="print the rows and exit")
     args = p.parse_args(argv)
     rows = load()
@@ -242,10 +378,18 @@ def main(argv=None):
     started = time.monotonic()
     pool = concurrent.futures.ThreadPoolExecutor(args.jobs)
     try:
+        seconds = control_run(rows, args.broker, args.jobs, args.timeout)
+        passed = sum(r.control == "passed" for r in rows)
+        print(f"mutants: control run: the scenarios of {passed} of {len(rows)} rows passed unmutated "
+              f"({seconds:.0f} s)", flush=True)
+        for r in rows:
+            if r.control != "passed":
+                r.result, r.detail = "ERROR", "control failed: the scenarios fail without the mutant"
         # The rows on a cluster first: they are the longest (three nodes to boot), and one that
         # started last would run alone at the end. The table keeps its order.
-        first = sorted(rows, key=lambda r: not any("cluster" in s for s in r.scenarios))
-        futures = [pool.submit(run_row, r, args.broker, args.timeout) for r in first]
+        todo = sorted((r for r in rows if r.control == "passed"),
+                      key=lambda r: not any("cluster" in s for s in r.scenarios))
+        futures = [pool.submit(run_row, r, args.broker, args.timeout) for r in todo]
         for future in concurrent.futures.as_completed(futures):
             r = future.result()
             print(f"mutants: {r.id}: {r.result} ({r.seconds:.0f} s)", flush=True)

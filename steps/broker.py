@@ -10,10 +10,26 @@ from steps import QUEUE_SETTLE_SECONDS
 from workqueue.testing import make_broker
 
 
-@pytest.fixture(autouse=True)
-def scenario_started():
-    """When the scenario started: its queues are declared after this."""
-    return time.monotonic()
+class Declared:
+    """When the scenario's queues were first declared (time.monotonic()), once a step has seen a
+    declaration answered: a producer connected, a worker consuming."""
+
+    def __init__(self):
+        self.at = None
+
+    def mark(self):
+        if self.at is None:
+            self.at = time.monotonic()
+
+    def wait_settled(self):
+        """Wait until the queues are QUEUE_SETTLE_SECONDS old (at once when none was declared)."""
+        if self.at is not None:
+            threading.Event().wait(max(0.0, self.at + QUEUE_SETTLE_SECONDS - time.monotonic()))
+
+
+@pytest.fixture
+def declared():
+    return Declared()
 
 
 @pytest.fixture
@@ -26,14 +42,14 @@ def extra_brokers():
 
 
 @when(parsers.re(r"the broker (?P<event>restarts|crashes and recovers|crashes at once and recovers)$"))
-def _(broker, scenario_started, event):
-    """A crash waits until the scenario's queues are a few seconds old (QUEUE_SETTLE_SECONDS),
-    unless it is the defect's own scenario, which crashes at once."""
+def _(broker, declared, event):
+    """A crash waits until the scenario's queues are a few seconds old (QUEUE_SETTLE_SECONDS,
+    from their first declaration), unless it is the defect's own scenario, which crashes at once."""
     if event == "restarts":
         broker.restart()
         return
     if event == "crashes and recovers":
-        threading.Event().wait(max(0.0, scenario_started + QUEUE_SETTLE_SECONDS - time.monotonic()))
+        declared.wait_settled()
     broker.crash_and_recover()
 
 

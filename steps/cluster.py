@@ -2,11 +2,12 @@
 
 import dataclasses
 import threading
+import time
 
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from steps import DEADLINE
+from steps import DEADLINE, QUEUE_SETTLE_SECONDS
 from steps.queues import queue_options, run_cli
 from workqueue import Producer, QueueSpec
 from workqueue.testing import scenario_vhost, wait_until
@@ -53,6 +54,7 @@ class ClusterWork:
     queue: QueueSpec
     pool: WorkerPool
     first_node: dict          # worker name -> the node it connects to first
+    declared_at: float        # when the queue was declared (time.monotonic())
 
     def finished(self):
         return [t for w in self.pool for t in w.finished()]
@@ -65,6 +67,19 @@ class Flow:
     crashed: object           # the member the fault hit (killed, paused or cut off)
     producer_reconnections: int
     fault: str                # the When step's words for it
+    failures: list            # what the producer raised (the Then steps report it)
+    producer_node: str | None  # the node the producer's last connection was on
+    leader_after: str | None  # the queue's leader as the other nodes named it during the fault
+
+
+def member_of(cluster, params):
+    """The member whose address ``params`` (a client's ConnectionParameters) point at."""
+    return next((m for m in cluster.members if m.port == params.port), None)
+
+
+def worker_connection_nodes(cluster, vhost, name):
+    """The nodes of the connections of worker ``name`` (named 'workqueue worker NAME')."""
+    return sorted(c["node"] for c in cluster.connections(vhost) if c["connection_name"] == f"workqueue worker {name}")
 
 
 @given("a cluster of three nodes")
@@ -79,13 +94,14 @@ def _(cluster, cluster_vhost, cluster_pools):
                       default_options=["--seconds-per-dot", str(CLUSTER_SECONDS_PER_DOT), "--heartbeat",
                                        str(HEARTBEAT), *queue_options(queue)])
     cluster_pools.append(pool)
-    first_node = {}
+    first_node, declared_at = {}, None
     for name, member in zip(("alice", "bob", "carol"), cluster.members):
         order = rotated(cluster.members, member)
         pool.start(name, url=[m.url(cluster_vhost) for m in order]).wait_consuming(DEADLINE)
+        declared_at = declared_at or time.monotonic()
         first_node[name] = member.node_name
     cluster.wait_replicated(cluster_vhost, queue.name, DEADLINE)
-    return ClusterWork(queue, pool, first_node)
+    return ClusterWork(queue, pool, first_node, declared_at)
 
 
 @when(parsers.re(r"(?P<count>\d+) tasks are sent and the queue's leader node "
@@ -114,6 +130,8 @@ def _(cluster, cluster_vhost, cluster_work, count, fault, seconds):
         except Exception as exc:  # reported by the step below
             failures.append(exc)
 
+    if FAULTS[fault][0] == "crash":
+        declared_settled(cluster_work)
     thread = threading.Thread(target=produce, name="cluster-producer", daemon=True)
     thread.start()
     wait_until(lambda: len(cluster_work.finished()) >= count // 2 or failures, DEADLINE,
@@ -123,14 +141,29 @@ def _(cluster, cluster_vhost, cluster_work, count, fault, seconds):
     if seconds:
         threading.Event().wait(int(seconds))
         getattr(cluster, end)(leader)
+    # Asked of the other nodes once the fault is over (during a pause or a partition their
+    # management API waits on the silent node; the faulted node's own view may be stale).
+    try:
+        leader_after = cluster.wait_new_leader(cluster_vhost, cluster_work.queue.name, leader, DEADLINE).node_name
+    except TimeoutError:
+        leader_after = None
     thread.join(DEADLINE * 2)
-    assert not thread.is_alive(), "the producer did not finish"
-    assert not failures, failures
-    return Flow(tasks, confirmed, leader, producer.reconnections, fault)
+    if thread.is_alive():
+        failures.append(TimeoutError(f"the producer did not finish within {DEADLINE * 2} s"))
+    node = member_of(cluster, producer.params)
+    return Flow(tasks, list(confirmed), leader, producer.reconnections, fault, failures,
+                node.node_name if node else None, leader_after)
+
+
+def declared_settled(cluster_work):
+    """Crash only once the queue is QUEUE_SETTLE_SECONDS old (as every crash of the
+    specification: see steps/__init__.py)."""
+    threading.Event().wait(max(0.0, cluster_work.declared_at + QUEUE_SETTLE_SECONDS - time.monotonic()))
 
 
 @then("every confirmed task is done at least once")
 def _(cluster_work, flow):
+    assert not flow.failures, flow.failures
     assert sorted(flow.confirmed, key=flow.sent.index) == flow.sent, "a task was never confirmed"
     wait_until(lambda: set(flow.confirmed) <= set(cluster_work.finished()), DEADLINE,
                f"every confirmed task done; missing "
@@ -141,10 +174,20 @@ def _(cluster_work, flow):
 @then(parsers.re(r"the producer and the worker on the (?:crashed|paused|cut-off) node "
                  r"(?:carry|carried) on through another node"))
 def _(cluster, cluster_vhost, cluster_work, flow):
+    """Checked on the connections: the producer's last one was on another node, and the
+    worker, once consuming again, is connected to another node (the broker says which) and
+    does a task there."""
+    assert not flow.failures, flow.failures
     assert flow.producer_reconnections >= 1, "the producer never lost its connection"
+    assert flow.producer_node not in (None, flow.crashed.node_name), (
+        f"the producer's last connection was on {flow.producer_node}, the node the fault hit")
     name = next(n for n, node in cluster_work.first_node.items() if node == flow.crashed.node_name)
     worker = cluster_work.pool[name]
     worker.wait_for(lambda _l: worker.consuming_count() >= 2, DEADLINE, "consuming again after the fault")
+    nodes = wait_until(lambda: worker_connection_nodes(cluster, cluster_vhost, name), DEADLINE,
+                       f"the broker to list the connection of worker {name}")
+    assert flow.crashed.node_name not in nodes and len(nodes) == 1, (
+        f"worker {name}'s connection is on {nodes}; the fault hit {flow.crashed.node_name}")
     done_before = len(worker.finished())
     # It is consuming through another node: more tasks, until it does one (bounded). They are
     # sent through the other nodes (a paused node would hold the connection until it timed out).
@@ -160,6 +203,13 @@ def _(cluster, cluster_vhost, cluster_work, flow):
                 continue
     assert len(worker.finished()) > done_before, worker.lines[-10:]
     assert worker.process.poll() is None, worker.errors
+
+
+@then("another node took over as the queue's leader")
+def _(flow):
+    assert flow.leader_after is not None, (f"no node other than {flow.crashed.node_name} named a new leader "
+                                           f"within {DEADLINE} s")
+    assert flow.leader_after != flow.crashed.node_name
 
 
 @when("the crashed node starts again")
@@ -178,16 +228,18 @@ def _(cluster, cluster_vhost, cluster_work, flow):
 
 @given(parsers.parse("{count:d} persistent tasks are waiting in a classic task queue on one node"),
        target_fixture="sent_tasks")
-def _(cluster, cluster_vhost, count):
+def _(cluster, cluster_vhost, declared, count):
     tasks = [f"task {n}" for n in range(1, count + 1)]
     with Producer(cluster.members[0].params(cluster_vhost), QueueSpec()) as producer:
+        declared.mark()
         producer.publish_many(tasks)
     return tasks
 
 
 @when("that node crashes", target_fixture="queue_home")
-def _(cluster, cluster_vhost):
+def _(cluster, cluster_vhost, declared):
     home = cluster.fault_member(cluster_vhost, "task_queue")
+    declared.wait_settled()
     cluster.crash(home)
     return home
 
@@ -197,7 +249,9 @@ def _(cluster, cluster_vhost, cluster_pools, queue_home):
     cluster.recover(queue_home)
     pool = WorkerPool(cluster.urls(cluster_vhost), default_options=["--seconds-per-dot", "0"])
     cluster_pools.append(pool)
-    return pool.start("survivor")
+    survivor = pool.start("survivor")
+    survivor.queue_at = (queue_home, cluster_vhost, "task_queue")
+    return survivor
 
 
 @then(parsers.parse("a task sent through the other nodes is not accepted (exit code {code:d})"))
@@ -215,3 +269,38 @@ def _(cluster, cluster_vhost, queue_home, code):
     assert len(lines) == 1 and "'refused task'" in lines[0], lines
     assert "unroutable" in lines[0] or "nacked" in lines[0], lines[0]
     assert cluster.password not in run.stderr
+
+
+@given("a worker given every node, the first node first", target_fixture="lone_worker")
+def _(cluster, cluster_vhost, cluster_pools):
+    pool = WorkerPool(cluster.urls(cluster_vhost), default_options=["--seconds-per-dot", "0", "--heartbeat",
+                                                                    str(HEARTBEAT)])
+    cluster_pools.append(pool)
+    worker = pool.start("dave")
+    worker.wait_consuming(DEADLINE)
+    return worker
+
+
+@when("the broker closes that worker's connection")
+def _(cluster, cluster_vhost, lone_worker):
+    """As an operator closes it (management API): the node stays up and reachable."""
+    wanted = f"workqueue worker {lone_worker.name}"
+    connection = wait_until(lambda: next((c for c in cluster.connections(cluster_vhost)
+                                          if c["connection_name"] == wanted), None),
+                            DEADLINE, f"the broker to list the connection {wanted!r}")
+    cluster.management.close_connection(connection["name"])
+
+
+@then(parsers.parse("the worker consumes again, through the {which} node"))
+def _(cluster, cluster_vhost, lone_worker, which):
+    index = {"first": 0, "second": 1, "third": 2}[which]
+    lone_worker.wait_for(lambda _l: lone_worker.consuming_count() >= 2, DEADLINE, "consuming again")
+    expected = [cluster.members[index].node_name]
+    try:
+        wait_until(lambda: worker_connection_nodes(cluster, cluster_vhost, lone_worker.name) == expected,
+                   DEADLINE, f"the worker's connection on {expected[0]}")
+    except TimeoutError:
+        raise AssertionError(f"the worker's connection is on "
+                             f"{worker_connection_nodes(cluster, cluster_vhost, lone_worker.name)}, "
+                             f"not on the {which} node {expected[0]}") from None
+    assert lone_worker.process.poll() is None, lone_worker.errors

@@ -1,12 +1,13 @@
 """Workers: real `python -m workqueue.worker` processes, started, killed and watched."""
 
+import concurrent.futures
 import signal
 
 import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
-from steps.queues import queue_options
+from steps.queues import queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
 
@@ -14,10 +15,11 @@ POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
 
 
 @pytest.fixture
-def workers(amqp_url, queue_spec):
+def workers(amqp_url, queue_spec, declared):
     """The scenario's worker processes; any still running at the end are killed."""
     pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT),
                                                  *queue_options(queue_spec)])
+    pool.declared = declared
     yield pool
     pool.close()
 
@@ -25,6 +27,7 @@ def workers(amqp_url, queue_spec):
 def start_waiting(workers, names, *options):
     for name in names:
         workers.start(name, *options).wait_consuming(DEADLINE)
+        workers.declared.mark()                 # consuming: its queue's declaration was answered
 
 
 @given(parsers.re(r'workers (?P<names>.+) are waiting for tasks, with no prefetch limit'))
@@ -68,6 +71,7 @@ def _(workers, send, name, heartbeat, what, seconds, auto):
     options = (["--auto-ack"] if auto else []) + (["--heartbeat", heartbeat] if heartbeat else [])
     worker = workers.start(name, *options)
     worker.wait_consuming(DEADLINE)
+    workers.declared.mark()
     send([task])
     worker.wait_received(task, DEADLINE)
     return task
@@ -144,16 +148,23 @@ HEARTBEATS_WATCHED_AFTER = 5
 
 
 @then(parsers.parse('"{name}" does that task once, on the same connection'))
-def _(workers, name, long_task):
+def _(broker, vhost, workers, name, long_task):
+    """Once: one delivery, never redelivered. The same connection: the worker consumed once, and
+    the broker lists one connection of it, whose negotiated heartbeat is the one asked for (a
+    heartbeat left at the broker's 60 s would never be missed during the task)."""
     worker = workers[name]
     worker.wait_done(1, DEADLINE)
-    heartbeat = float(worker.option("--heartbeat"))
-    with pytest.raises(TimeoutError):
+    heartbeat = int(worker.option("--heartbeat"))
+    try:
         worker.wait_for(lambda _l: worker.consuming_count() > 1 or len(worker.deliveries()) > 1,
                         HEARTBEATS_WATCHED_AFTER * heartbeat, "a second connection or a second delivery")
+    except TimeoutError:
+        pass                                # what is expected: neither came
     assert worker.deliveries() == [(long_task, False)], worker.lines
     assert worker.consuming_count() == 1, worker.lines
     assert worker.process.poll() is None, worker.errors
+    mine = [c for c in broker.management.connections(vhost) if c["connection_name"] == f"workqueue worker {name}"]
+    assert [c["heartbeat"] for c in mine] == [heartbeat], f"the broker lists {mine} for worker {name}"
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" tries "(?P<poison>[^"]+)" (?P<times>\d+) times and does (?P<tasks>.+)$'))
@@ -180,23 +191,103 @@ def _(workers, name):
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" does "(?P<task>[^"]+)" and nothing else'))
-def _(workers, name, task):
+def _(broker, vhost, queue_spec, workers, name, task):
+    """Nothing else, until there is nothing left: the queue is empty (exactly, and holding
+    still) and the worker has done all it received."""
     worker = workers[name]
     worker.wait_received(task, DEADLINE)
-    worker.wait_done(1, DEADLINE)
-    assert worker.received() == [task]
+    wait_counts(broker, vhost, queue_spec.name, (0, 0, None))
+    worker.wait_for(lambda _l: worker.done_count() == len(worker.received()), DEADLINE, "every task it took done")
+    assert worker.received() == [task], worker.received()
 
 
 @when("a worker takes the queue", target_fixture="survivor")
-def _(workers):
-    """A fresh worker (prefetch 100: some scenarios leave thousands of tasks) on the task queue."""
-    return workers.start("survivor", "--prefetch", "100")
+def _(broker, vhost, queue_spec, workers):
+    """A fresh worker (prefetch 100: some scenarios leave thousands of tasks) on the task queue;
+    ``queue_at``: the broker, vhost and queue it works on (where its tasks are counted)."""
+    survivor = workers.start("survivor", "--prefetch", "100")
+    survivor.queue_at = (broker, vhost, queue_spec.name)
+    return survivor
+
+
+def unaccounted(broker, vhost, queue, worker, total):
+    """How many of ``total`` tasks are nowhere: neither ready in the queue (exact count) nor
+    received by the worker nor possibly held by it unprinted (up to its prefetch). None when
+    the queue does not answer within a few seconds (it is still recovering)."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        depth = pool.submit(broker.depth, queue, vhost).result(timeout=5)
+    except concurrent.futures.TimeoutError:
+        return None
+    finally:
+        pool.shutdown(wait=False)          # a call that hangs ends with the scenario's broker
+    ready = depth[0] if depth else 0
+    held = int(worker.option("--prefetch") or 1)
+    return max(0, total - ready - len(set(worker.received())) - held)
 
 
 @then(parsers.re(r"the worker does all (?P<count>\d+) tasks"))
 def _(survivor, sent_tasks, count):
+    """Every task is either done, still in the queue or on its way to the worker: a task that
+    is none of these is lost, and the step says so at once instead of waiting out its deadline."""
     assert len(sent_tasks) == int(count)
     worker = survivor
+    expected = sorted(sent_tasks)
+
+    def progress():
+        if worker.done_count() >= len(sent_tasks):
+            return True
+        target, vhost, queue = worker.queue_at
+        missing = unaccounted(target, vhost, queue, worker, len(sent_tasks))
+        assert not missing, (f"{missing} of the {len(sent_tasks)} confirmed tasks are unaccounted for: "
+                             f"the queue holds {target.message_count(queue, vhost)} ready and the "
+                             f"worker received {len(set(worker.received()))}")
+        return False
+    wait_until(progress, DEADLINE, f"the worker to do all {len(sent_tasks)} tasks; it did {worker.done_count()}",
+               interval=0.5)
+    assert sorted(worker.received()) == expected
+
+
+@given(parsers.parse('worker "{name}" is waiting for tasks, {prefetch:d} at a time'))
+def _(workers, name, prefetch):
+    """A quick worker (a twentieth of a second per dot) that may hold ``prefetch`` tasks."""
+    start_waiting(workers, [name], "--prefetch", str(prefetch), "--seconds-per-dot", "0.05")
+
+
+@when(parsers.parse('"{name}" is killed after doing {count:d} of them'))
+def _(workers, name, count):
+    worker = workers[name]
+    worker.wait_done(count, DEADLINE)
+    worker.kill()
+
+
+@when(parsers.parse('worker "{name}" takes the queue'))
+def _(workers, name):
+    start_waiting(workers, [name])
+
+
+@then("every task is done at least once")
+def _(workers, sent_tasks):
+    def finished():
+        return {t for w in workers for t in w.finished()}
+    try:
+        wait_until(lambda: set(sent_tasks) <= finished(), DEADLINE, "every task done", interval=0.5)
+    except TimeoutError:
+        missing = sorted(set(sent_tasks) - finished())
+        raise AssertionError(f"{len(missing)} of the {len(sent_tasks)} tasks were never done, e.g. "
+                             f"{missing[:5]}") from None
+
+
+@given(parsers.parse('worker "{name}" is working on a long task, with {count:d} more tasks sent to {whom}'),
+       target_fixture="long_task")
+def _(broker, vhost, queue_spec, workers, send, name, count, whom):
+    """The worker may hold them all (its prefetch is one more than they are): the broker shows
+    them unacknowledged, with nothing ready."""
+    worker = workers.start(name, "--prefetch", str(count + 1))
     worker.wait_consuming(DEADLINE)
-    worker.wait_done(len(sent_tasks), DEADLINE)
-    assert sorted(worker.received()) == sorted(sent_tasks)
+    workers.declared.mark()
+    send([LONG_TASK])
+    worker.wait_received(LONG_TASK, DEADLINE)
+    send([f"task {n}" for n in range(1, count + 1)])
+    wait_counts(broker, vhost, queue_spec.name, (0, count + 1, 1), hold=0)
+    return LONG_TASK

@@ -1,6 +1,5 @@
 """The workqueue package against the session's real broker: CLI shape, interop, edge cases."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,14 +9,14 @@ import pytest
 
 from workqueue import Producer, QueueSpec, TaskNotConfirmed
 from workqueue.testing import wait_until
-from workqueue.testing.processes import WorkerProcess
+from workqueue.testing.processes import WorkerProcess, child_env
 
 DEADLINE = 60
 
 
 def cli(module, *args, url, stdin=None):
     return subprocess.run([sys.executable, "-m", f"workqueue.{module}", *args],
-                          env={**os.environ, "WORKQUEUE_URL": url}, capture_output=True, text=True,
+                          env=child_env({"WORKQUEUE_URL": url}), capture_output=True, text=True,
                           input=stdin, timeout=DEADLINE)
 
 
@@ -88,7 +87,7 @@ TUTORIAL_WORKER = textwrap.dedent("""
 
 def test_workqueue_new_task_feeds_a_tutorial_worker(amqp_url):
     tutorial = subprocess.Popen([sys.executable, "-c", TUTORIAL_WORKER], stdout=subprocess.PIPE,
-                                text=True, env={**os.environ, "WORKQUEUE_URL": amqp_url})
+                                text=True, env=child_env({"WORKQUEUE_URL": amqp_url}))
     try:
         assert tutorial.stdout.readline().startswith(" [*] Waiting")
         assert cli("new_task", "Fourth", "message....", url=amqp_url).returncode == 0

@@ -7,13 +7,13 @@ Nothing listens on 127.0.0.1:1, so no broker is needed: these are the tools' own
 """
 
 import concurrent.futures
-import os
 import subprocess
 import sys
 
 import pytest
 
 from workqueue.connection import redact, scrub, secrets_of
+from workqueue.testing.processes import child_env
 
 #: (URL, its password as the user meant it, expected exit code: 2 malformed, 3 unreachable)
 URLS = [
@@ -52,7 +52,7 @@ def pieces(password):
 
 def run(module, url, extra):
     return subprocess.run([sys.executable, "-m", f"workqueue.{module}", "-vv", "--url", url, *extra],
-                          env={**os.environ, "WORKQUEUE_URL": ""}, capture_output=True, text=True,
+                          env=child_env({"WORKQUEUE_URL": ""}), capture_output=True, text=True,
                           timeout=60, stdin=subprocess.DEVNULL)
 
 

@@ -66,9 +66,11 @@ def urls_from(args):
     return os.environ.get("WORKQUEUE_URL", DEFAULT_URL).replace(",", " ").split() or [DEFAULT_URL]
 
 
-def params_from(args):
-    """pika parameters for the broker URL, or a list of them when several were given."""
-    params = [parameters_from_url(url, heartbeat=args.heartbeat) for url in urls_from(args)]
+def params_from(args, connection_name=None):
+    """pika parameters for the broker URL, or a list of them when several were given; the
+    connection carries ``connection_name`` (shown by the management UI and API)."""
+    extra = {"client_properties": {"connection_name": connection_name}} if connection_name else {}
+    params = [parameters_from_url(url, heartbeat=args.heartbeat, **extra) for url in urls_from(args)]
     return params[0] if len(params) == 1 else params
 
 

@@ -76,6 +76,20 @@ class Management:
     def delete_queue(self, vhost, queue):
         self.request("DELETE", f"/api/queues/{_q(vhost)}/{_q(queue)}")
 
+    # -- connections ----------------------------------------------------------------------
+    def connections(self, vhost=None):
+        """[{'name', 'node', 'connection_name', 'heartbeat', 'user'}, ...]: each client
+        connection (of ``vhost``, or all), the node it is on, the name the client gave it
+        (client property ``connection_name``, or None) and its negotiated heartbeat in seconds."""
+        path = f"/api/vhosts/{_q(vhost)}/connections" if vhost else "/api/connections"
+        rows = self.request("GET", path) or []
+        return [{"name": r.get("name"), "node": r.get("node"), "user": r.get("user"), "heartbeat": r.get("timeout"),
+                 "connection_name": (r.get("client_properties") or {}).get("connection_name")} for r in rows]
+
+    def close_connection(self, name):
+        """Close a client connection as an operator would (the client sees 320 CONNECTION_FORCED)."""
+        self.request("DELETE", f"/api/connections/{_q(name)}")
+
     # -- vhosts and users -----------------------------------------------------------------
     def create_vhost(self, vhost, user=None):
         """Create ``vhost`` and give ``user`` (default: ours) full permissions on it."""

@@ -55,7 +55,7 @@ def main(argv=None):
     cli.configure_logging(args.verbose, secrets)
     with cli.reporting(p.prog, secrets):
         body = read_task(args)
-        params = cli.params_from(args)
+        params = cli.params_from(args, connection_name="workqueue new_task")
         with Producer(params, cli.queue_from(args), persistent=not args.transient_message,
                       declare=not args.no_declare) as producer:
             producer.publish(body)

@@ -123,12 +123,12 @@ class Workers:
         n = self.started
         self.started += 1
         urls = self.urls[n % len(self.urls):] + self.urls[:n % len(self.urls)]   # spread over nodes
-        from workqueue.testing.processes import die_with_parent
+        from workqueue.testing.processes import child_env, die_with_parent
         out = open(os.path.join(self.directory, f"worker-{n}.log"), "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "workqueue.worker", "--name", f"w{n}", *self.options],
-            env={**os.environ, "WORKQUEUE_URL": " ".join(urls), RECORD_ENV: self.directory,
-                 WORK_ENV: str(self.work_seconds)},
+            env=child_env({"WORKQUEUE_URL": " ".join(urls), RECORD_ENV: self.directory,
+                           WORK_ENV: str(self.work_seconds)}),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         out.close()
         self.processes.append(process)
@@ -327,10 +327,13 @@ def run(args):
                 (target.resume_member if kind == "pause" else target.heal)(member)
                 window.end = time.time()
                 if target.can_work_without(member):
+                    # Asked of the other nodes: the faulted node's own view can be stale (a
+                    # paused node named itself leader right after its pause).
                     try:
-                        window.note = f"leader after: {target.fault_member(vhost, queue.name).node_name}"
+                        leader = target.wait_new_leader(vhost, queue.name, member, timeout=30)
+                        window.note = f"leader after: {leader.node_name}"
                     except Exception as exc:  # the note is for the reader only
-                        window.note = f"leader after: unknown ({type(exc).__name__})"
+                        window.note = f"leader after: none named by the other nodes ({type(exc).__name__})"
 
             def fault(kind):
                 chaos.last = f"{kind} at {records.unique} tasks processed"

@@ -44,7 +44,8 @@ def load_work(spec):
 
 def main(argv=None):
     p = cli.parser("python -m workqueue.worker", __doc__.split("\n\n")[0])
-    p.add_argument("--name", default=None, help="tag every printed line with this name")
+    p.add_argument("--name", default=None, help="tag every printed line with this name, and name the "
+                   "connection 'workqueue worker NAME' (the management UI shows it)")
     p.add_argument("--prefetch", type=int, default=1,
                    help="unacknowledged tasks this worker may hold (1 = fair dispatch, 0 = unlimited)")
     p.add_argument("--auto-ack", action="store_true",
@@ -69,7 +70,8 @@ def main(argv=None):
     work = load_work(args.handler) if args.handler else tutorial_work(args.seconds_per_dot, args.max_seconds)
     handler = announced(say, work)
     with cli.reporting(p.prog, secrets):
-        worker = Worker(cli.params_from(args), cli.queue_from(args), handler,
+        name = f"workqueue worker {args.name}" if args.name else "workqueue worker"
+        worker = Worker(cli.params_from(args, connection_name=name), cli.queue_from(args), handler,
                         prefetch=args.prefetch, auto_ack=args.auto_ack,
                         reconnect=not args.no_reconnect,
                         on_consuming=lambda: say(" [*] Waiting for messages. To exit press CTRL+C"))

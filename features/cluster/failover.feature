@@ -14,9 +14,17 @@ Feature: A cluster of three nodes
       Given a quorum task queue with a worker on each node
       When 300 tasks are sent and the queue's leader node crashes halfway
       Then every confirmed task is done at least once
+      And another node took over as the queue's leader
       And the producer and the worker on the crashed node carry on through another node
       When the crashed node starts again
       Then it rejoins the cluster with a copy of the queue
+
+  Rule: A client whose connection is lost tries another node first
+
+    Scenario: The broker closes a worker's connection
+      Given a worker given every node, the first node first
+      When the broker closes that worker's connection
+      Then the worker consumes again, through the second node
 
   @contrast
   Rule: A classic queue lives on one node, and is unavailable while that node is down

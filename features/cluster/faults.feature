@@ -18,6 +18,7 @@ Feature: The leader node paused or cut off
       Given a quorum task queue with a worker on each node
       When 300 tasks are sent and the queue's leader node is paused for 20 seconds halfway
       Then every confirmed task is done at least once
+      And another node took over as the queue's leader
       And the producer and the worker on the paused node carried on through another node
       And the paused node is back in the cluster with a copy of the queue
 
@@ -28,5 +29,6 @@ Feature: The leader node paused or cut off
       Given a quorum task queue with a worker on each node
       When 300 tasks are sent and the queue's leader node is cut off for 20 seconds halfway
       Then every confirmed task is done at least once
+      And another node took over as the queue's leader
       And the producer and the worker on the cut-off node carried on through another node
       And the cut-off node is back in the cluster with a copy of the queue

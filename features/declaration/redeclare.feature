@@ -10,7 +10,7 @@ Feature: Declaring queues
     Scenario: A non-durable "hello" cannot become durable
       Given a non-durable queue "hello" holding the task "Hello World!"
       When the producer sends "First message." to "hello" as a durable queue
-      Then the producer fails with one line saying 406 PRECONDITION_FAILED and --transient
+      Then the producer fails with one line saying "406 PRECONDITION_FAILED" and "use --transient"
       And the queue "hello" still holds 1 task and is not durable
 
     Scenario: A new durable queue works instead
@@ -24,7 +24,7 @@ Feature: Declaring queues
     Scenario: A classic queue cannot become a quorum queue
       Given a durable queue "task_queue" holding the task "First message."
       When the producer sends "Second message." to "task_queue" as a quorum queue
-      Then the producer fails with one line saying 406 PRECONDITION_FAILED and --queue-type classic
+      Then the producer fails with one line saying "406 PRECONDITION_FAILED" and "use --queue-type classic"
       And the queue "task_queue" holds 1 task
 
   Rule: Transient non-exclusive queues are a deprecated feature of RabbitMQ 4
@@ -33,7 +33,7 @@ Feature: Declaring queues
     Scenario: A broker that denies the deprecated feature refuses a non-durable "hello"
       Given a broker configured not to permit transient non-exclusive queues
       When the producer sends "Hello World!" to "hello" as a non-durable queue
-      Then the producer fails with one line saying 541 INTERNAL_ERROR and transient_nonexcl_queues
+      Then the producer fails with one line saying "541 INTERNAL_ERROR" and "transient_nonexcl_queues"
 
     @rabbitmq4
     Scenario: By default RabbitMQ 4 still permits a non-durable "hello"

@@ -12,6 +12,7 @@ Feature: Quorum task queues
       Given workers "alice" and "bob" are waiting for tasks, with no prefetch limit
       When the tasks "task 1", "task 2", "task 3", "task 4" and "task 5" are sent
       Then one worker does "task 1", "task 3" and "task 5", the other "task 2" and "task 4"
+      And the broker has "task_queue" as a quorum queue
 
     Scenario: A killed worker's task is redelivered
       Given worker "alice" is working on a long task
@@ -25,6 +26,7 @@ Feature: Quorum task queues
       When the broker restarts
       And a worker takes the queue
       Then the worker does all 5 tasks
+      And the broker has "task_queue" as a quorum queue
 
   # A RabbitMQ defect (features/defects.toml): an expected failure on the versions listed
   # there; a version that fixes it turns this scenario red, saying the defect is gone.

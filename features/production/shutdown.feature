@@ -11,6 +11,12 @@ Feature: Graceful shutdown
       Then "alice" finishes the long task and exits with code 0, without a traceback
       And the queue "task_queue" holds no tasks
 
+    Scenario: SIGTERM with tasks waiting for the worker
+      Given worker "alice" is working on a long task, with 3 more tasks sent to her
+      When "alice" is asked to stop
+      Then "alice" finishes the long task and exits with code 0, without a traceback
+      And the queue "task_queue" holds 3 tasks
+
   @contrast
   Rule: A worker that is killed or aborted leaves its task to the queue
 

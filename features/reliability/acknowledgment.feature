@@ -12,6 +12,14 @@ Feature: Message acknowledgment
       Then "bob" does the long task, flagged as redelivered
       And the queue "task_queue" holds no tasks
 
+    Scenario: A worker holding many tasks is killed in the middle of its batch
+      Given worker "alice" is waiting for tasks, 120 at a time
+      When 150 short tasks are sent
+      And "alice" is killed after doing 105 of them
+      And worker "bob" takes the queue
+      Then every task is done at least once
+      And the queue "task_queue" holds no tasks
+
     Scenario: A task being worked on is unacknowledged, not ready
       Given worker "alice" is busy with a task that outlasts the scenario
       When 2 more tasks are sent

@@ -17,6 +17,14 @@ Feature: Message durability
         | restarts                          |
         | crashes and recovers              |
 
+  Rule: The tutorial's own flow: tasks sent with new_task survive a restart, then a worker does them
+
+    Scenario: Tasks sent with new_task survive a broker restart
+      Given the tasks "First message.", "Second message.." and "Third message..." are sent with new_task
+      When the broker restarts
+      And a worker takes the queue
+      Then the worker does all 3 tasks
+
   @contrast
   Rule: What is not durable is gone after a restart
 

@@ -353,12 +353,13 @@ class Broker(Target):
                 rows[parts[0]] = tuple(int(p) for p in parts[1:])
         return rows
 
-    def message_count(self, queue, vhost="/"):
-        """Ready messages in ``queue`` (AMQP passive declare: exact, no statistics lag), or None
-        when there is no such queue."""
+    def depth(self, queue, vhost="/"):
+        """(ready messages, consumers) of ``queue`` by AMQP passive declare (exact: no statistics
+        lag), or None when there is no such queue."""
         conn = pika.BlockingConnection(self.params(vhost))
         try:
-            return conn.channel().queue_declare(queue, passive=True).method.message_count
+            method = conn.channel().queue_declare(queue, passive=True).method
+            return method.message_count, method.consumer_count
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code == 404:
                 return None
@@ -366,6 +367,11 @@ class Broker(Target):
         finally:
             if conn.is_open:
                 conn.close()
+
+    def message_count(self, queue, vhost="/"):
+        """Ready messages in ``queue`` (passive declare: exact), or None when there is no such queue."""
+        depth = self.depth(queue, vhost)
+        return None if depth is None else depth[0]
 
     def logs(self, tail=200):
         return ""

@@ -106,11 +106,27 @@ class Cluster(Target):
         except Exception:
             return False
 
-    def fault_member(self, vhost, queue):
-        """The node leading ``queue`` (a quorum queue's leader, a classic queue's home); the
-        first node when the API names none."""
-        leader = self.leader(vhost, queue)
-        return self.member(leader) if leader else self.members[0]
+    def fault_member(self, vhost, queue, timeout=60):
+        """The node leading ``queue`` (a quorum queue's leader, a classic queue's home), once the
+        management API names one; never a guess: TimeoutError when it names none in time."""
+        found = wait_until(lambda: self.leader(vhost, queue), timeout, f"a node to lead queue {queue!r}")
+        return self.member(found)
+
+    def wait_new_leader(self, vhost, queue, old, timeout=60):
+        """The node that leads ``queue`` in place of ``old``, as a node other than ``old`` says
+        (the faulted node's own API may still name itself: a paused node's view is stale)."""
+        others = [m for m in self.members if m is not old]
+
+        def named():
+            for member in others:
+                try:
+                    leader = _leader_of(member.management.request("GET", _queue_path(vhost, queue)))
+                except Exception:
+                    continue
+                if leader and leader != old.node_name:
+                    return leader
+            return None
+        return self.member(wait_until(named, timeout, f"a node other than {old.node_name} to lead {queue!r}"))
 
     def recover(self, member):
         """Start a crashed or stopped node again on its data and wait until it is back in the
@@ -143,13 +159,15 @@ class Cluster(Target):
 
     # -- queues -------------------------------------------------------------------------------
     def queue_info(self, vhost, queue):
-        path = f"/api/queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}"
-        return self.management.request("GET", path)
+        return self.management.request("GET", _queue_path(vhost, queue))
 
     def leader(self, vhost, queue):
-        """The node leading a quorum queue (or hosting a classic one)."""
-        info = self.queue_info(vhost, queue)
-        return info.get("leader") or info.get("node")
+        """The node leading a quorum queue (or hosting a classic one), or None."""
+        return _leader_of(self.queue_info(vhost, queue))
+
+    def connections(self, vhost=None):
+        """The client connections, as a node that answers lists them (see Management.connections)."""
+        return self.management.connections(vhost)
 
     def wait_replicated(self, vhost, queue, timeout=60):
         """Wait until a quorum queue has a leader and every node online as a member."""
@@ -190,6 +208,14 @@ class Cluster(Target):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.nodes}>"
+
+
+def _queue_path(vhost, queue):
+    return f"/api/queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}"
+
+
+def _leader_of(info):
+    return (info or {}).get("leader") or (info or {}).get("node")
 
 
 def _close_quietly(member):

@@ -28,6 +28,16 @@ def die_with_parent():
         pass
 
 
+def child_env(extra=None):
+    """The environment of a command the harness starts: this process's without any WORKQUEUE_*
+    variable (a command gets its broker, queue and options from the harness, never from the
+    user's shell: WORKQUEUE_MANAGEMENT_URL or WORKQUEUE_URL set there would point it elsewhere),
+    plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKQUEUE_")}
+    env.update(extra or {})
+    return env
+
+
 def _stat(pid):
     """The fields of /proc/<pid>/stat after the command name: state, ppid, ..."""
     with open(f"/proc/{pid}/stat") as f:
@@ -99,6 +109,11 @@ class WorkerExited(AssertionError):
     """The worker exited (and all it printed was read) before what was awaited happened."""
 
 
+class WorkerDidNotStart(WorkerExited):
+    """The worker exited before it ever consumed: a start-up crash (a bad option, a module
+    that does not import), not an outcome of what a scenario did to it."""
+
+
 class WorkerProcess:
     """``url``: one broker URL, or several (the nodes of a cluster, tried in that order)."""
 
@@ -112,8 +127,8 @@ class WorkerProcess:
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "workqueue.worker", *options],
-            env={**os.environ, **(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
-                 "PYTHONUNBUFFERED": "1"},
+            env=child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
+                           "PYTHONUNBUFFERED": "1"}),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             text=True, errors="replace", cwd=cwd, preexec_fn=die_with_parent)
         for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
@@ -151,7 +166,8 @@ class WorkerProcess:
                 if value:
                     return value
                 if self._streams_closed == 2 and self.process.poll() is not None:
-                    raise WorkerExited(
+                    started = any("[*] Waiting for messages" in line for line in self.lines)
+                    raise (WorkerExited if started else WorkerDidNotStart)(
                         f"worker {self.name} (pid {self.pid}) exited with code {self.process.returncode} "
                         f"before {what}; it printed {self.lines[-15:]!r}, stderr {self.errors[-5:]!r}")
                 remaining = deadline - time.monotonic()

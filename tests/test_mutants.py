@@ -1,0 +1,159 @@
+"""The mutants' verdicts: killed only by a Then's own check; anything else is an ERROR that says
+where it failed. A small project of scenarios, each failing in one way, is run with the verdict
+plugin (no broker needed: what is checked is the classification, not RabbitMQ)."""
+
+import os
+import pathlib
+import textwrap
+
+import pytest
+
+from mutants.__main__ import classify, load, read_verdicts
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+FEATURE = textwrap.dedent('''
+    Feature: Verdicts
+      Scenario: A Then catches it
+        Given a queue
+        When a task is sent
+        Then the worker does the task
+
+      Scenario: A Given fails on an assertion
+        Given a queue that fails its own assertion
+        When a task is sent
+        Then the worker does the task
+
+      Scenario: A fixture of a Then fails
+        Given a queue
+        Then a step whose broker does not start
+
+      Scenario: A worker crashes at start
+        Given a queue
+        Then a worker that never consumed is waited on
+
+      Scenario: A Then waits in vain
+        Given a queue
+        Then a wait runs out
+
+      Scenario: A Then raises something that is not a check
+        Given a queue
+        Then a step breaks
+
+      Scenario: Nothing fails
+        Given a queue
+        Then all is well
+''')
+
+STEPS = textwrap.dedent('''
+    import pytest
+    from pytest_bdd import given, scenarios, then, when
+
+    from workqueue.testing.processes import WorkerDidNotStart
+
+    scenarios("verdicts.feature")
+
+    @pytest.fixture
+    def broken_broker():
+        pytest.fail("broker (node) could not be started: no rabbitmq-server", pytrace=False)
+
+    @given("a queue")
+    def _():
+        pass
+
+    @given("a queue that fails its own assertion")
+    def _():
+        assert 1 == 2, "the Given's own check"
+
+    @when("a task is sent")
+    def _():
+        pass
+
+    @then("the worker does the task")
+    def _():
+        assert [] == ["task"], "the worker did not do the task"
+
+    @then("a step whose broker does not start")
+    def _(broken_broker):
+        pass
+
+    @then("a worker that never consumed is waited on")
+    def _():
+        raise WorkerDidNotStart("worker alice exited with code 1 before 1 task(s) done")
+
+    @then("a wait runs out")
+    def _():
+        raise TimeoutError("timed out after 60 s waiting for the long task, redelivered")
+
+    @then("a step breaks")
+    def _():
+        {}["missing"]
+
+    @then("all is well")
+    def _():
+        pass
+
+    def test_plain_check():
+        assert 2 + 2 == 5, "a plain test's own check"
+
+    def test_plain_setup_error(broken_broker):
+        pass
+''')
+
+
+@pytest.fixture
+def verdicts(pytester, tmp_path, monkeypatch):
+    pytester.makefile(".feature", verdicts=FEATURE)
+    pytester.makepyfile(test_verdicts=STEPS)
+    path = tmp_path / "verdicts.jsonl"
+    monkeypatch.setenv("WORKQUEUE_VERDICTS", str(path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    pytester.runpytest_subprocess("-p", "mutants.verdict", "-p", "no:cacheprovider", "-p", "no:pytest_rabbitmq",
+                                  "-p", "no:workqueue")
+    return {nodeid.split("::")[-1]: record for nodeid, record in read_verdicts(path).items()}
+
+
+def test_only_a_then_or_a_plain_tests_own_check_kills(verdicts):
+    got = {name: classify(record)[0] for name, record in verdicts.items() if record["outcome"] == "failed"}
+    assert got == {
+        "test_a_then_catches_it": "killed",
+        "test_a_given_fails_on_an_assertion": "ERROR",
+        "test_a_fixture_of_a_then_fails": "ERROR",
+        "test_a_worker_crashes_at_start": "ERROR",
+        "test_a_then_waits_in_vain": "killed",
+        "test_a_then_raises_something_that_is_not_a_check": "ERROR",
+        "test_plain_check": "killed",
+        "test_plain_setup_error": "ERROR",
+    }, got
+    assert verdicts["test_nothing_fails"]["outcome"] == "passed"
+
+
+def test_each_verdict_names_the_step_and_the_first_line_of_its_message(verdicts):
+    assert classify(verdicts["test_a_then_catches_it"]) == (
+        "killed", "Then the worker does the task: AssertionError: the worker did not do the task")
+    result, text = classify(verdicts["test_a_given_fails_on_an_assertion"])
+    assert text == ("caught in a Given, not a Then: Given a queue that fails its own assertion: "
+                    "AssertionError: the Given's own check")
+    assert classify(verdicts["test_a_fixture_of_a_then_fails"])[1].startswith(
+        "a fixture of the step failed: Then a step whose broker does not start: Failed: broker (node) could not")
+    assert classify(verdicts["test_a_worker_crashes_at_start"])[1].startswith(
+        "a worker crashed at start: Then a worker")
+    assert classify(verdicts["test_plain_setup_error"])[1].startswith("setup error:")
+
+
+def test_a_step_the_row_names_may_catch_it_besides_a_then(verdicts):
+    record = verdicts["test_a_given_fails_on_an_assertion"]
+    assert classify(record, expect=r"^Given a queue that fails")[0] == "killed"
+    assert classify(record, expect=r"^When ")[0] == "ERROR"
+
+
+def test_every_row_is_well_formed():
+    rows = load()
+    assert len(rows) >= 28, len(rows)
+    for row in rows:
+        assert row.scenarios and row.edits, row.id
+        for scenario in row.scenarios:
+            module = ROOT / scenario.split("::")[0]
+            assert module.is_file(), (row.id, scenario)
+        for edit in row.edits:
+            assert (ROOT / edit["file"]).read_text().count(edit["find"]) == 1, (row.id, edit["file"])

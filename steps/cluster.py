@@ -2,13 +2,13 @@
 
 import dataclasses
 import threading
-import time
 
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from steps import DEADLINE, QUEUE_SETTLE_SECONDS
+from steps import DEADLINE
 from steps.queues import queue_options, run_cli
+from steps.workers import worker_connections
 from workqueue import Producer, QueueSpec
 from workqueue.testing import scenario_vhost, wait_until
 from workqueue.testing.processes import WorkerPool
@@ -54,7 +54,6 @@ class ClusterWork:
     queue: QueueSpec
     pool: WorkerPool
     first_node: dict          # worker name -> the node it connects to first
-    declared_at: float        # when the queue was declared (time.monotonic())
 
     def finished(self):
         return [t for w in self.pool for t in w.finished()]
@@ -78,8 +77,8 @@ def member_of(cluster, params):
 
 
 def worker_connection_nodes(cluster, vhost, name):
-    """The nodes of the connections of worker ``name`` (named 'workqueue worker NAME')."""
-    return sorted(c["node"] for c in cluster.connections(vhost) if c["connection_name"] == f"workqueue worker {name}")
+    """The nodes the connections of worker ``name`` are on."""
+    return sorted(c["node"] for c in worker_connections(cluster, vhost, name))
 
 
 @given("a cluster of three nodes")
@@ -88,26 +87,26 @@ def _(cluster):
 
 
 @given("a quorum task queue with a worker on each node", target_fixture="cluster_work")
-def _(cluster, cluster_vhost, cluster_pools):
+def _(cluster, cluster_vhost, cluster_pools, declared):
     queue = QueueSpec(queue_type="quorum")
     pool = WorkerPool(cluster.urls(cluster_vhost),
                       default_options=["--seconds-per-dot", str(CLUSTER_SECONDS_PER_DOT), "--heartbeat",
                                        str(HEARTBEAT), *queue_options(queue)])
     cluster_pools.append(pool)
-    first_node, declared_at = {}, None
+    first_node = {}
     for name, member in zip(("alice", "bob", "carol"), cluster.members):
         order = rotated(cluster.members, member)
         pool.start(name, url=[m.url(cluster_vhost) for m in order]).wait_consuming(DEADLINE)
-        declared_at = declared_at or time.monotonic()
+        declared.mark()
         first_node[name] = member.node_name
     cluster.wait_replicated(cluster_vhost, queue.name, DEADLINE)
-    return ClusterWork(queue, pool, first_node, declared_at)
+    return ClusterWork(queue, pool, first_node)
 
 
 @when(parsers.re(r"(?P<count>\d+) tasks are sent and the queue's leader node "
                  r"(?P<fault>crashes|is paused|is cut off)(?: for (?P<seconds>\d+) seconds)? halfway"),
       target_fixture="flow")
-def _(cluster, cluster_vhost, cluster_work, count, fault, seconds):
+def _(cluster, cluster_vhost, cluster_work, declared, count, fault, seconds):
     """The fault strikes once half the tasks are done. A crash leaves the node down (a later
     step starts it); a pause or a partition lasts ``seconds`` (the fault's length, as Jepsen's
     nemesis schedules it: not a synchronisation), then ends."""
@@ -131,7 +130,7 @@ def _(cluster, cluster_vhost, cluster_work, count, fault, seconds):
             failures.append(exc)
 
     if FAULTS[fault][0] == "crash":
-        declared_settled(cluster_work)
+        declared.wait_settled()                 # before the flow: halfway would come too late
     thread = threading.Thread(target=produce, name="cluster-producer", daemon=True)
     thread.start()
     wait_until(lambda: len(cluster_work.finished()) >= count // 2 or failures, DEADLINE,
@@ -153,12 +152,6 @@ def _(cluster, cluster_vhost, cluster_work, count, fault, seconds):
     node = member_of(cluster, producer.params)
     return Flow(tasks, list(confirmed), leader, producer.reconnections, fault, failures,
                 node.node_name if node else None, leader_after)
-
-
-def declared_settled(cluster_work):
-    """Crash only once the queue is QUEUE_SETTLE_SECONDS old (as every crash of the
-    specification: see steps/__init__.py)."""
-    threading.Event().wait(max(0.0, cluster_work.declared_at + QUEUE_SETTLE_SECONDS - time.monotonic()))
 
 
 @then("every confirmed task is done at least once")
@@ -284,10 +277,8 @@ def _(cluster, cluster_vhost, cluster_pools):
 @when("the broker closes that worker's connection")
 def _(cluster, cluster_vhost, lone_worker):
     """As an operator closes it (management API): the node stays up and reachable."""
-    wanted = f"workqueue worker {lone_worker.name}"
-    connection = wait_until(lambda: next((c for c in cluster.connections(cluster_vhost)
-                                          if c["connection_name"] == wanted), None),
-                            DEADLINE, f"the broker to list the connection {wanted!r}")
+    [connection] = wait_until(lambda: worker_connections(cluster, cluster_vhost, lone_worker.name), DEADLINE,
+                              f"the broker to list the connection of worker {lone_worker.name}")
     cluster.management.close_connection(connection["name"])
 
 

@@ -105,9 +105,15 @@ def _fits(counts, expected):
 def wait_counts(broker, vhost, name, expected, hold=HOLD_SECONDS):
     """Wait until the queue shows ``expected`` (ready, unacked, consumers; None: any), then
     check it holds still for ``hold`` seconds: a count passed through on the way is not taken."""
-    wait_until(lambda: _fits(exact_counts(broker, vhost, name), expected), DEADLINE,
-               f"queue {name!r} to show (ready, unacked, consumers) = {expected}, "
-               f"last seen {exact_counts(broker, vhost, name)}")
+    seen = []
+
+    def fits():
+        seen[:] = [exact_counts(broker, vhost, name)]
+        return _fits(seen[0], expected)
+    try:
+        wait_until(fits, DEADLINE, f"queue {name!r} to show (ready, unacked, consumers) = {expected}")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; last seen {seen[0] if seen else 'nothing'}") from None
     deadline = time.monotonic() + hold
     while time.monotonic() < deadline:
         counts = exact_counts(broker, vhost, name)
@@ -192,8 +198,7 @@ def _(producer_run, line):
 def _(broker, vhost, name, count, transient):
     wait_counts(broker, vhost, name, (int(count), 0, 0))     # exact, and holding still
     if transient:
-        info = broker.management.request("GET", f"/api/queues/{vhost}/{name}")
-        assert info["durable"] is False
+        assert broker.management.queue(vhost, name)["durable"] is False
 
 
 @then(parsers.parse('the queue "{name}" holds no tasks'))
@@ -252,6 +257,5 @@ def _(amqp_url, broker, name):
 
 @then(parsers.parse('the broker has "{name}" as a quorum queue'))
 def _(broker, vhost, name):
-    info = broker.management.request("GET", f"/api/queues/{urllib.parse.quote(vhost, safe='')}/"
-                                            f"{urllib.parse.quote(name, safe='')}")
+    info = broker.management.queue(vhost, name)
     assert info.get("type") == "quorum", f"the broker has {name!r} as a {info.get('type')} queue"

@@ -10,6 +10,7 @@ from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
 from steps.queues import queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
+from workqueue.worker import connection_name
 
 POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
 
@@ -22,6 +23,11 @@ def workers(amqp_url, queue_spec, declared):
     pool.declared = declared
     yield pool
     pool.close()
+
+
+def worker_connections(target, vhost, name):
+    """The connections of worker ``name`` as the broker (or cluster) ``target`` lists them."""
+    return [c for c in target.management.connections(vhost) if c["connection_name"] == connection_name(name)]
 
 
 def start_waiting(workers, names, *options):
@@ -163,7 +169,7 @@ def _(broker, vhost, workers, name, long_task):
     assert worker.deliveries() == [(long_task, False)], worker.lines
     assert worker.consuming_count() == 1, worker.lines
     assert worker.process.poll() is None, worker.errors
-    mine = [c for c in broker.management.connections(vhost) if c["connection_name"] == f"workqueue worker {name}"]
+    mine = worker_connections(broker, vhost, name)
     assert [c["heartbeat"] for c in mine] == [heartbeat], f"the broker lists {mine} for worker {name}"
 
 
@@ -211,9 +217,10 @@ def _(broker, vhost, queue_spec, workers):
 
 
 def unaccounted(broker, vhost, queue, worker, total):
-    """How many of ``total`` tasks are nowhere: neither ready in the queue (exact count) nor
-    received by the worker nor possibly held by it unprinted (up to its prefetch). None when
-    the queue does not answer within a few seconds (it is still recovering)."""
+    """(how many of ``total`` tasks are nowhere, the queue's ready count): nowhere is neither
+    ready in the queue (exact count) nor received by the worker nor possibly held by it
+    unprinted (up to its prefetch). None when the queue does not answer within a few seconds
+    (it is still recovering)."""
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         depth = pool.submit(broker.depth, queue, vhost).result(timeout=5)
@@ -223,7 +230,7 @@ def unaccounted(broker, vhost, queue, worker, total):
         pool.shutdown(wait=False)          # a call that hangs ends with the scenario's broker
     ready = depth[0] if depth else 0
     held = int(worker.option("--prefetch") or 1)
-    return max(0, total - ready - len(set(worker.received())) - held)
+    return max(0, total - ready - len(set(worker.received())) - held), ready
 
 
 @then(parsers.re(r"the worker does all (?P<count>\d+) tasks"))
@@ -238,10 +245,9 @@ def _(survivor, sent_tasks, count):
         if worker.done_count() >= len(sent_tasks):
             return True
         target, vhost, queue = worker.queue_at
-        missing = unaccounted(target, vhost, queue, worker, len(sent_tasks))
+        missing, ready = unaccounted(target, vhost, queue, worker, len(sent_tasks)) or (0, None)
         assert not missing, (f"{missing} of the {len(sent_tasks)} confirmed tasks are unaccounted for: "
-                             f"the queue holds {target.message_count(queue, vhost)} ready and the "
-                             f"worker received {len(set(worker.received()))}")
+                             f"the queue holds {ready} ready and the worker received {len(set(worker.received()))}")
         return False
     wait_until(progress, DEADLINE, f"the worker to do all {len(sent_tasks)} tasks; it did {worker.done_count()}",
                interval=0.5)

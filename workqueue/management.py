@@ -70,6 +70,10 @@ class Management:
         rows = self.request("GET", f"/api/queues/{_q(vhost)}?columns={','.join(QUEUE_COLUMNS)}") or []
         return sorted((queue_row(row) for row in rows), key=lambda r: r["name"])
 
+    def queue(self, vhost, queue):
+        """Everything the API says of one queue (type, durable, leader or node, members...)."""
+        return self.request("GET", f"/api/queues/{_q(vhost)}/{_q(queue)}")
+
     def purge(self, vhost, queue):
         self.request("DELETE", f"/api/queues/{_q(vhost)}/{_q(queue)}/contents")
 

@@ -490,7 +490,7 @@ class Stop(Exception):
 def _queue_state(target, vhost, queue):
     """What the management API says of the queue, for a stalled run's message."""
     try:
-        info = target.management.request("GET", f"/api/queues/{vhost}/{queue}")
+        info = target.management.queue(vhost, queue)
     except Exception as exc:
         return f"cannot be read ({' '.join(str(exc).split())[:120]})"
     state = info.get("state", "?")
@@ -505,7 +505,7 @@ def _queue_state(target, vhost, queue):
 def _queue_empty(target, vhost, queue):
     """No task ready or unacknowledged (management API; lags by a second or so)."""
     try:
-        info = target.management.request("GET", f"/api/queues/{vhost}/{queue}")
+        info = target.management.queue(vhost, queue)
     except Exception:
         return False
     return info.get("messages") == 0 and info.get("messages_unacknowledged") == 0   # absent: unknown

@@ -16,6 +16,11 @@ from workqueue import cli
 from workqueue.consumer import Worker
 
 
+def connection_name(name=None):
+    """What a worker names its connection (the management UI and API show it)."""
+    return f"workqueue worker {name}" if name else "workqueue worker"
+
+
 def announced(say, work):
     """A handler printing the tutorial's lines around ``work(delivery)``."""
     def handle(delivery):
@@ -70,9 +75,8 @@ def main(argv=None):
     work = load_work(args.handler) if args.handler else tutorial_work(args.seconds_per_dot, args.max_seconds)
     handler = announced(say, work)
     with cli.reporting(p.prog, secrets):
-        name = f"workqueue worker {args.name}" if args.name else "workqueue worker"
-        worker = Worker(cli.params_from(args, connection_name=name), cli.queue_from(args), handler,
-                        prefetch=args.prefetch, auto_ack=args.auto_ack,
+        params = cli.params_from(args, connection_name=connection_name(args.name))
+        worker = Worker(params, cli.queue_from(args), handler, prefetch=args.prefetch, auto_ack=args.auto_ack,
                         reconnect=not args.no_reconnect,
                         on_consuming=lambda: say(" [*] Waiting for messages. To exit press CTRL+C"))
 

@@ -21,7 +21,6 @@ import logging
 import secrets
 import shutil
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 from workqueue.testing.base import BrokerError, Target, free_port, wait_until
@@ -120,7 +119,7 @@ class Cluster(Target):
         def named():
             for member in others:
                 try:
-                    leader = _leader_of(member.management.request("GET", _queue_path(vhost, queue)))
+                    leader = _leader_of(member.management.queue(vhost, queue))
                 except Exception:
                     continue
                 if leader and leader != old.node_name:
@@ -159,15 +158,11 @@ class Cluster(Target):
 
     # -- queues -------------------------------------------------------------------------------
     def queue_info(self, vhost, queue):
-        return self.management.request("GET", _queue_path(vhost, queue))
+        return self.management.queue(vhost, queue)
 
     def leader(self, vhost, queue):
         """The node leading a quorum queue (or hosting a classic one), or None."""
         return _leader_of(self.queue_info(vhost, queue))
-
-    def connections(self, vhost=None):
-        """The client connections, as a node that answers lists them (see Management.connections)."""
-        return self.management.connections(vhost)
 
     def wait_replicated(self, vhost, queue, timeout=60):
         """Wait until a quorum queue has a leader and every node online as a member."""
@@ -208,10 +203,6 @@ class Cluster(Target):
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.nodes}>"
-
-
-def _queue_path(vhost, queue):
-    return f"/api/queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(queue, safe='')}"
 
 
 def _leader_of(info):

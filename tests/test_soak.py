@@ -3,6 +3,8 @@
 import argparse
 import collections
 import os
+import pathlib
+import tempfile
 import time
 
 import pytest
@@ -207,6 +209,9 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
         _end_left_behind([p for p in everything if alive(p) and "workqueue.worker" not in _cmdline(p)])
         run.stdout.close()
         run.stderr.close()
+    owned = [path for path in pathlib.Path(tempfile.gettempdir()).glob("workqueue-soak-*")
+             if (path / "owner.pid").is_file() and (path / "owner.pid").read_text() == str(run.pid)]
+    assert not owned, f"the directory of the soak killed outright was left behind: {owned}"
 
 
 # -- the timeline: what --plot draws and the table's latency row ---------------------------------

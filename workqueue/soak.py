@@ -284,6 +284,10 @@ def run(args):
         raise Unsupported(f"--partitions needs the container backend: the nodes of a {target.kind} cluster "
                           f"all listen on 127.0.0.1 and cannot be cut off from each other")
     with target, tempfile.TemporaryDirectory(prefix="workqueue-soak-") as directory:
+        # Its owner, for reap_orphans(): a soak killed outright cannot remove the directory.
+        from workqueue.testing.node import OWNER_FILE
+        with open(os.path.join(directory, OWNER_FILE), "w") as owner:
+            owner.write(str(os.getpid()))
         boot = time.monotonic() - started
         vhost = target.new_vhost("soak")
         members = target.members

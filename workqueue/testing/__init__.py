@@ -91,7 +91,9 @@ def reap_orphans():
     from workqueue.testing.container import docker_available
     from workqueue.testing.container import reap_orphans as reap_containers
     from workqueue.testing.node import reap_orphan_dirs
-    found = [f"directory {path}" for path in reap_orphan_dirs()]
+    # A soak's directory (its workers' records) has an owner.pid of the same kind.
+    found = [f"directory {path}" for prefix in ("workqueue-node-", "workqueue-soak-")
+             for path in reap_orphan_dirs(prefix=prefix)]
     return found + ([f"container {cid[:12]}" for cid in reap_containers()] if docker_available() else [])
 
 

@@ -27,12 +27,13 @@ OWNER_FILE = "owner.pid"
 DIR_PREFIX = "workqueue-node-"
 
 
-def reap_orphan_dirs(parent=None):
-    """Remove the directories of throwaway nodes whose owner process is gone and whose node
-    is not running (an owner killed outright could not remove its own). Returns the paths."""
+def reap_orphan_dirs(parent=None, prefix=DIR_PREFIX):
+    """Remove the directories (``prefix``: of throwaway nodes, or of soaks) whose owner process
+    is gone and whose node, if any, is not running (an owner killed outright could not remove its
+    own). Returns the paths."""
     from workqueue.testing.processes import alive
     removed = []
-    for path in Path(parent or tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+    for path in Path(parent or tempfile.gettempdir()).glob(prefix + "*"):
         try:
             owner = int((path / OWNER_FILE).read_text())
         except (OSError, ValueError):

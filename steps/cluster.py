@@ -158,9 +158,13 @@ def _(cluster, cluster_vhost, cluster_work, declared, count, fault, seconds):
 def _(cluster_work, flow):
     assert not flow.failures, flow.failures
     assert sorted(flow.confirmed, key=flow.sent.index) == flow.sent, "a task was never confirmed"
-    wait_until(lambda: set(flow.confirmed) <= set(cluster_work.finished()), DEADLINE,
-               f"every confirmed task done; missing "
-               f"{sorted(set(flow.confirmed) - set(cluster_work.finished()))[:10]}")
+    try:
+        wait_until(lambda: set(flow.confirmed) <= set(cluster_work.finished()), DEADLINE, "every confirmed task done")
+    except TimeoutError as exc:
+        workers = {w.name: {"consumed": w.consuming_count(), "running": w.process.poll() is None,
+                            "last": w.lines[-2:], "errors": w.errors[-2:]} for w in cluster_work.pool}
+        raise TimeoutError(f"{exc}; missing {sorted(set(flow.confirmed) - set(cluster_work.finished()))[:10]}; "
+                           f"the workers: {workers}") from None
     assert set(cluster_work.finished()) <= set(flow.sent)
 
 

@@ -44,17 +44,13 @@ def reap_orphans():
                 continue
         for container in found:
             pid = int(container.labels.get(OWNER_LABEL) or 0)
-            if pid and not alive(pid):
-                try:
-                    container.remove(force=True, v=True)
-                    removed.append(container.id)
-                except docker.errors.NotFound:
-                    pass
-                except docker.errors.APIError as exc:
-                    # 409: another process is removing the same orphan right now (two test
-                    # processes that start at once both reap). Either way it is not ours to start.
-                    if exc.status_code != 409:
-                        raise
+            # Removed as every container of the harness is: tried again on a timeout (a removal
+            # on the vfs driver outlasts the client's 10 s under load) or a 409 (another
+            # process reaping the same orphan), until gone.
+            if pid and not alive(pid) and remove_until_gone(
+                    "container", lambda c, cid=container.id: c.containers.get(cid).remove(force=True, v=True),
+                    container.short_id):
+                removed.append(container.id)
     finally:
         client.close()
     return removed

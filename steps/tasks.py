@@ -89,9 +89,9 @@ class Sending:
     error: Exception | None
 
 
-@when(parsers.parse("{count:d} tasks are sent while the broker crashes and recovers"),
-      target_fixture="sending")
-def _(broker, vhost, queue_spec, declared, count):
+def send_through(count, producer, fault):
+    """Publish ``count`` tasks with ``producer`` (in a thread); ``fault()`` strikes once half
+    of them are confirmed. What the producer did, once it is done (or two deadlines later)."""
     tasks = [f"task {n}" for n in range(1, count + 1)]
     confirmed, errors, halfway = [], [], threading.Event()
 
@@ -99,9 +99,6 @@ def _(broker, vhost, queue_spec, declared, count):
         confirmed.append(body.decode())
         if len(confirmed) == count // 2:
             halfway.set()
-
-    # A small window keeps tasks in flight (sent, not yet confirmed) when the broker dies.
-    producer = Producer(broker.params(vhost), queue_spec, window=100, reconnect_timeout=DEADLINE)
 
     def produce():
         try:
@@ -112,15 +109,46 @@ def _(broker, vhost, queue_spec, declared, count):
         finally:
             halfway.set()
 
-    thread = threading.Thread(target=produce, name="crash-producer", daemon=True)
+    thread = threading.Thread(target=produce, name="faulted-producer", daemon=True)
     thread.start()
     halfway.wait(DEADLINE)
-    declared.wait_settled()
-    broker.crash_and_recover()
+    fault()
     thread.join(DEADLINE * 2)
     if thread.is_alive():
-        errors.append(TimeoutError(f"the producer did not finish within {DEADLINE * 2} s of the crash"))
+        errors.append(TimeoutError(f"the producer did not finish within {DEADLINE * 2} s of the fault"))
     return Sending(tasks, list(confirmed), producer.reconnections, errors[0] if errors else None)
+
+
+@when(parsers.parse("{count:d} tasks are sent while the broker crashes and recovers"),
+      target_fixture="sending")
+def _(broker, vhost, queue_spec, declared, count):
+    # A small window keeps tasks in flight (sent, not yet confirmed) when the broker dies.
+    producer = Producer(broker.params(vhost), queue_spec, window=100, reconnect_timeout=DEADLINE)
+
+    def crash():
+        declared.wait_settled()
+        broker.crash_and_recover()
+    return send_through(count, producer, crash)
+
+
+@when(parsers.parse("{count:d} tasks are sent while the broker is frozen for {seconds:d} seconds, "
+                    "to a producer that waits {timeout:d} seconds for a confirm"),
+      target_fixture="sending")
+def _(broker, vhost, queue_spec, count, seconds, timeout):
+    """The broker stops answering and keeps its sockets open (its VM or container paused), as
+    a node does in a long GC pause or behind a silent network fault. Without heartbeats, only
+    the producer's confirm timeout can tell. The freeze lasts ``seconds`` (the fault's length,
+    as a nemesis schedules it: not a synchronisation)."""
+    producer = Producer(broker.params(vhost, heartbeat=0), queue_spec, window=100,
+                        confirm_timeout=timeout, reconnect_timeout=DEADLINE)
+
+    def freeze():
+        broker.pause()
+        try:
+            threading.Event().wait(seconds)
+        finally:
+            broker.resume()
+    return send_through(count, producer, freeze)
 
 
 @then("every task is confirmed, after a reconnection")

@@ -3,7 +3,8 @@ Feature: Workers and producers ride out broker restarts and crashes
   A worker whose connection drops reconnects with backoff and resumes consuming; a task it was
   doing when the broker went away is redelivered, so every confirmed task is done at least once.
   A producer told to reconnect sends again every task the broker had not confirmed when the
-  connection dropped: a task may reach the queue twice, never zero times.
+  connection dropped, or when the broker went silent for longer than its confirm timeout: a
+  task may reach the queue twice, never zero times.
 
   Rule: A worker reconnects and resumes; no task is lost and no worker exits
 
@@ -24,6 +25,14 @@ Feature: Workers and producers ride out broker restarts and crashes
     Scenario: The broker crashes while a producer is sending
       Given the task queue has been declared a few seconds ago
       When 5000 tasks are sent while the broker crashes and recovers
+      And a worker takes the queue
+      Then every task is confirmed, after a reconnection
+      And the worker does every task at least once
+
+  Rule: A producer that hears no confirm for a while sends again through a new connection
+
+    Scenario: The broker freezes while a producer is sending
+      When 2000 tasks are sent while the broker is frozen for 10 seconds, to a producer that waits 3 seconds for a confirm
       And a worker takes the queue
       Then every task is confirmed, after a reconnection
       And the worker does every task at least once

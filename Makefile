@@ -26,7 +26,7 @@ DOCS_ARGS ?=
 # Each run's cucumber JSON, junit XML and run.json (RabbitMQ version, backend): `make docs` reads them.
 REPORTS ?= reports/runs/$(BROKER)
 # Test processes (pytest-xdist): the suite waits on brokers and workers far more than it
-# computes, so three per core (measured for 1 to 8 processes: see the README).
+# computes, so three per core (measured for 1 to 8 processes: see docs/schedule.md).
 JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 3 )))
 BIN := $(VENV)/bin
 

@@ -17,7 +17,7 @@ ENDLESS_TASK = "endless task" + "." * 1500
 #: How old the scenario (so its queues) must be before the broker is crashed under it. A queue
 #: crashed within a second or two of its declaration can be lost with its confirmed tasks (a
 #: RabbitMQ defect: quorum_early_crash in features/defects.toml, and seen on classic queues
-#: under load, see the README), which a scenario about something else must not trip over.
+#: under load, see docs/rabbitmq.md), which a scenario about something else must not trip over.
 #: Not a synchronisation: nothing the broker shows says when a declaration is on disk.
 QUEUE_SETTLE_SECONDS = 6
 #: Fair dispatch: a heavy task is 30x a light one.

@@ -67,7 +67,7 @@ def test_the_url_backend_is_green_against_a_stock_guest_broker(broker_backend):
     in the output" looks for a secret that appears nowhere else, not for the word guest.
 
     The shell has WORKQUEUE_* variables of its own, as a user's may: the management URL the
-    README documents for the url backend (which once let the status command of the redaction
+    docs/harness.md documents for the url backend (which once let the status command of the redaction
     test reach the real API: exit 0 or 4 instead of 3), a WORKQUEUE_URL of another broker. No
     test may depend on them."""
     stock = make_broker(broker_backend, username="guest", password="guest")

@@ -10,7 +10,7 @@
 #   PYTEST_ARGS=...                  extra pytest arguments (-n 0: one process, for debugging)
 #   REPORTS=DIR                      where `make test` writes its reports (default reports/runs/BROKER)
 #   JOBS=N                           test processes, each with its own broker (default: 3 per core)
-#   SOAK_ARGS=...                    soak options (python -m workqueue.soak --help), e.g. --cluster
+#   SOAK_ARGS=...                    soak options (python -m soak --help), e.g. --cluster
 #   MUTANTS_ARGS=...                 mutants options (python -m mutants --help), e.g. --only auto-ack
 
 PYTHON ?= python3
@@ -58,7 +58,7 @@ browser:
 	@scripts/install-browser.sh
 
 demo: venv rabbitmq
-	$(BIN)/python -m workqueue.demo $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER))
+	$(BIN)/python -m examples.demo $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER))
 
 test: venv rabbitmq browser
 	$(BIN)/pytest --broker=$(BROKER) -n $(JOBS) --dist loadgroup --durations=15 \
@@ -72,7 +72,7 @@ bench: venv $(BIN)/.bench-installed rabbitmq
 	$(BIN)/python -m bench $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(BENCH_ARGS)
 
 soak: venv $(BIN)/.plot-installed rabbitmq
-	$(BIN)/python -m workqueue.soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
+	$(BIN)/python -m soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
 
 # The mutants run on the node backend unless BROKER names the container one.
 mutants: venv rabbitmq

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import tomllib
 
-from workqueue.connection import redact
+from workqueue.urls import redact
 
 #: The tutorial's order; a directory of features/ not listed here comes after, by name.
 CHAPTERS = ("dispatch", "reliability", "declaration", "operations", "production", "cluster")

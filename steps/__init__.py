@@ -14,12 +14,6 @@ LONG_TASK = "long task" + "." * 40
 #: A task that outlasts the scenario (5 min), for observing a worker that stays busy: the
 #: management API's statistics lag the broker by seconds, so what they show must hold still.
 ENDLESS_TASK = "endless task" + "." * 1500
-#: How old the scenario (so its queues) must be before the broker is crashed under it. A queue
-#: crashed within a second or two of its declaration can be lost with its confirmed tasks (a
-#: RabbitMQ defect: quorum_early_crash in features/defects.toml, and seen on classic queues
-#: under load, see docs/rabbitmq.md), which a scenario about something else must not trip over.
-#: Not a synchronisation: nothing the broker shows says when a declaration is on disk.
-QUEUE_SETTLE_SECONDS = 6
 #: Fair dispatch: a heavy task is 30x a light one.
 HEAVY_TASK = "heavy task" + "." * 30
 LIGHT_TASK = "light task {n}."

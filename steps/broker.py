@@ -6,8 +6,7 @@ import time
 import pytest
 from pytest_bdd import given, parsers, when
 
-from steps import QUEUE_SETTLE_SECONDS
-from workqueue.testing import make_broker
+from workqueue.testing import QUEUE_SETTLE_SECONDS, make_broker
 
 
 class Declared:

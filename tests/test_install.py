@@ -83,9 +83,21 @@ def test_new_task_without_a_broker_is_exit_3_in_one_line(plain):
     assert "connection refused" in result.stderr and "secret-pw" not in result.stderr
 
 
-@pytest.mark.parametrize("module", ["demo", "soak"])
+def test_the_package_is_the_library_and_its_clis_only(plain):
+    # The soak, its timeline and the demo need the test extra: they live beside the package
+    # (soak/, examples/), not in it.
+    check = ("import importlib.util\n"
+             "print([m for m in ('workqueue.soak', 'workqueue.timeline', 'workqueue.demo', 'soak', 'examples')"
+             " if importlib.util.find_spec(m)])")
+    result = run(plain, "-c", check)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), (result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("module", ["examples.demo", "soak"])
 def test_a_tool_that_needs_the_test_extra_says_so_in_one_line(plain, module):
-    result = run(plain, "-m", f"workqueue.{module}", stdin=subprocess.DEVNULL)
+    python, env, base = plain
+    result = subprocess.run([python, "-m", module], env=env, cwd=base / "source", capture_output=True, text=True,
+                            timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode == 2, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'workqueue[test]'" in lines[0], lines

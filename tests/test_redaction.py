@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from workqueue.connection import redact, scrub, secrets_of
 from workqueue.testing.processes import child_env
+from workqueue.urls import redact, scrub, secrets_of
 
 #: (URL, its password as the user meant it, expected exit code: 2 malformed, 3 unreachable)
 URLS = [

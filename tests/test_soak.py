@@ -1,7 +1,5 @@
 """The soak's checker: it must fail when a task is lost, unexpected, or run too often."""
 
-import argparse
-import collections
 import os
 import pathlib
 import tempfile
@@ -9,28 +7,36 @@ import time
 
 import pytest
 
-from workqueue import soak
+from soak import handlers
+from soak.checker import Facts, check
+from soak.client import Workers
+from soak.config import Config
+from soak.history import DoneFiles, History
+from soak.report import table
 
 
 def result(confirmed, processed, published=None, kills=0, crashes=0, restarts=0, prefetch=10, window=100):
-    args = argparse.Namespace(n=len(published or confirmed), prefetch=prefetch, window=window, workers=2,
-                              cluster=False, queue_type="quorum", work_ms=0, seed=1, fault_seconds=20)
-    return soak.Result(args=args, version="x", kind="node", boot=0, wall=1, published=set(published or confirmed),
-                       confirmed=set(confirmed), counts=collections.Counter(processed),
-                       chaos=soak.Chaos(kills=kills, crashes=crashes, restarts=restarts), producer_error=None,
-                       timed_out=None, producer_reconnections=0, worker_reconnections=0, resent_after_nack=0,
-                       workers_started=2,
-                       unfired=0)
+    config = Config(n=len(published or confirmed), prefetch=prefetch, window=window, workers=2, seed=1)
+    history = History(start=0.0)
+    history.publish(published or confirmed, at=0.0)
+    for body in confirmed:
+        history.confirm(body, at=0.1)
+    for body in processed:
+        history.finish(body, 0.2)
+    for kind, count in (("kill", kills), ("crash", crashes), ("restart", restarts)):
+        for _ in range(count):
+            history.fault_end(history.fault_start(kind, "the broker"))
+    return check(config, history, Facts(version="x", kind="node", workers_started=2))
 
 
 def test_every_confirmed_task_processed_once_passes():
     r = result(["a", "b"], ["a", "b"])
-    assert r.failures() == [] and "verdict: PASS" in r.table()
+    assert r.failures() == [] and "verdict: PASS" in table(r)
 
 
 def test_a_confirmed_task_never_processed_is_lost():
     r = result(["a", "b"], ["a"])
-    assert r.lost == ["b"] and "verdict: FAIL" in r.table()
+    assert r.lost == ["b"] and "verdict: FAIL" in table(r)
 
 
 def test_a_processed_task_never_published_is_unexpected():
@@ -51,23 +57,35 @@ def test_duplicates_are_bounded_by_kills_crashes_workers_prefetch_and_window(ext
     assert r.duplicates == extra and (r.failures() == []) is ok
 
 
+def test_the_history_is_one_log_in_order():
+    history = History(start=0.0)
+    history.publish(["a"], at=1.0)
+    history.confirm("a", at=2.0)
+    window = history.fault_start("pause", "the broker")
+    history.finish("a", 3.0)
+    history.fault_end(window)
+    assert [kind for _, kind, _ in history.events] == ["published", "confirmed", "fault-start", "done", "fault-end"]
+    assert history.of("done") == [(3.0, "a")] and history.faults() == {"pause": 1}
+
+
 def test_records_survive_partial_lines_and_are_read_incrementally(tmp_path):
-    records = soak.Records(tmp_path)
+    files, history = DoneFiles(tmp_path), History()
     path = tmp_path / "123.done"
-    path.write_bytes(b"a\nb\nc")
-    assert records.refresh().counts == {"a": 1, "b": 1}
+    path.write_bytes(b"a 1.0\nb 2.0\nc")
+    assert files.refresh(history).done == {"a": 1, "b": 1}
     with open(path, "ab") as f:
-        f.write(b"\na\n")
-    assert records.refresh().counts == {"a": 2, "b": 1, "c": 1}
+        f.write(b" 3.0\na\n")
+    assert files.refresh(history).done == {"a": 2, "b": 1, "c": 1}
+    assert [body for _, body in history.of("done")] == ["a", "b", "c", "a"]
 
 
 def test_the_worker_handler_appends_one_line_per_task(tmp_path, monkeypatch):
-    monkeypatch.setenv(soak.RECORD_ENV, str(tmp_path))
-    monkeypatch.setattr(soak, "_record_fd", None)
+    monkeypatch.setenv(handlers.RECORD_ENV, str(tmp_path))
+    monkeypatch.setattr(handlers, "_record_fd", None)
     from workqueue.consumer import Delivery
-    soak.record(Delivery(body=b"run:1"))
-    soak.record(Delivery(body=b"run:2"))
-    os.close(soak._record_fd)
+    handlers.record(Delivery(body=b"run:1"))
+    handlers.record(Delivery(body=b"run:2"))
+    os.close(handlers._record_fd)
     lines = (tmp_path / f"{os.getpid()}.done").read_bytes().decode().splitlines()
     assert [line.split(" ")[0] for line in lines] == ["run:1", "run:2"]
     assert all(abs(float(line.split(" ")[1]) - time.time()) < 60 for line in lines)   # when it was done
@@ -85,16 +103,15 @@ needs_broker_control = pytest.mark.broker_control
 
 
 def test_a_worker_that_exits_on_its_own_is_reported_with_its_code_and_last_lines(tmp_path):
-    workers = soak.Workers(["amqp://u:p@127.0.0.1:notaport/"], ["--queue", "soak"], 1, str(tmp_path))
-    process = workers.start()
-    process.wait(60)
+    workers = Workers(["amqp://u:p@127.0.0.1:notaport/"], ["--queue", "soak"], 1, str(tmp_path))
+    workers.start().wait_exit(60)
     [line] = workers.exited_on_their_own()
     assert "worker w0" in line and "code 2" in line and "malformed broker URL" in line, line
 
 
 def _soak(backend, *args):
     # no progress lines: these tests read stderr for exactly the soak's own messages
-    return subprocess.Popen([sys.executable, "-m", "workqueue.soak", "--broker", backend, "--progress", "none",
+    return subprocess.Popen([sys.executable, "-m", "soak", "--broker", backend, "--progress", "none",
                              *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
@@ -215,7 +232,8 @@ def test_workers_of_a_soak_killed_outright_exit_by_themselves(broker_backend):
 
 
 # -- the timeline: what --plot draws and the table's latency row ---------------------------------
-from workqueue.timeline import Timeline, Window, percentile  # noqa: E402
+from soak.history import Window  # noqa: E402
+from soak.report import Timeline, percentile  # noqa: E402
 
 
 def test_latency_is_publish_to_first_done_and_percentiles_are_nearest_rank():
@@ -236,6 +254,6 @@ def test_per_second_rows_count_confirms_and_finishes_and_leave_silent_seconds_em
 
 
 def test_partitions_need_a_cluster_exit_2_before_any_broker():
-    run = subprocess.run([sys.executable, "-m", "workqueue.soak", "--partitions", "1", "-n", "10"],
+    run = subprocess.run([sys.executable, "-m", "soak", "--partitions", "1", "-n", "10"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--partitions needs --cluster" in run.stderr, run.stderr

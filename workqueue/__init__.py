@@ -5,7 +5,6 @@ modules (``python -m workqueue.new_task``, ``workqueue.worker``, ``workqueue.sta
 arguments, print the tutorial's lines and map errors to documented exit codes.
 """
 
-from workqueue.connection import parameters_from_url, redact
 from workqueue.consumer import Delivery, Worker
 from workqueue.errors import (
     AccessRefused,
@@ -18,6 +17,7 @@ from workqueue.errors import (
 )
 from workqueue.producer import Producer
 from workqueue.spec import QueueSpec
+from workqueue.urls import parameters_from_url, redact
 
 __all__ = [
     "AccessRefused",

@@ -6,9 +6,9 @@ import logging
 import os
 import sys
 
-from workqueue.connection import DEFAULT_URL, parameters_from_url, scrub, secrets_of
 from workqueue.errors import EXIT_CODES, QueueRefused, WorkqueueError
 from workqueue.spec import QueueSpec
+from workqueue.urls import DEFAULT_URL, parameters_from_url, scrub, secrets_of
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

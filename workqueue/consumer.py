@@ -26,18 +26,12 @@ import pika
 import pika.exceptions
 
 from workqueue._transport import send_immediately
-from workqueue.connection import (
-    Backoff,
-    ConnectionLost,
-    Failover,
-    describe,
-    existing_queue,
-    open_error,
-    translate,
-    unanswered_declaration,
-)
-from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, QueueRefused
+from workqueue.broker_errors import open_error, queue_refused, translate, unanswered_declaration
+from workqueue.declare import declare_queue
+from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, ConnectionLost, QueueRefused
+from workqueue.failover import Backoff, Failover
 from workqueue.spec import QueueSpec
+from workqueue.urls import describe
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +205,6 @@ class Worker:
             while not self._stopping.is_set():
                 try:
                     self.failover.first_answering(self._consume)
-                    self.backoff.reset()
                 except (AccessRefused, QueueRefused, BadUrl):
                     raise
                 except _RECONNECTABLE as exc:
@@ -352,15 +345,10 @@ class _Session:
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_cancel_callback(self._on_cancelled_by_broker)
         self.connection.ioloop.call_later(self.worker.declare_timeout, self._declare_timed_out)
-        self._declare(list(self.worker.queue.declarations()))
+        declare_queue(channel, self.worker.queue, self._on_declared)
 
-    def _declare(self, pending):
-        if not pending:
-            self.channel.basic_qos(prefetch_count=self.worker.prefetch, callback=self._on_qos)
-            return
-        name, durable, arguments = pending[0]
-        self.channel.queue_declare(name, durable=durable, arguments=arguments,
-                                   callback=lambda _frame: self._declare(pending[1:]))
+    def _on_declared(self):
+        self.channel.basic_qos(prefetch_count=self.worker.prefetch, callback=self._on_qos)
 
     def _declare_timed_out(self):
         if self.consuming or self.error is not None or not self.connection.is_open:
@@ -378,6 +366,7 @@ class _Session:
     def _on_consuming(self, _frame):
         w = self.worker
         self.consuming = True
+        w.backoff.reset()               # this connection works: the next loss starts the back-off again
         log.info("consuming %r on %s (prefetch %s%s)", w.queue.name, describe(self.params),
                  w.prefetch or "unlimited", ", auto-ack" if w.auto_ack else "")
         w.on_consuming()
@@ -438,9 +427,7 @@ class _Session:
         if self.error is None and isinstance(reason, (pika.exceptions.ChannelClosedByBroker,
                                                       pika.exceptions.ConnectionClosedByBroker)):
             if not self.consuming:                      # refused while declaring or subscribing
-                self.error = QueueRefused(
-                    f"the broker refused queue {self.worker.queue.name!r}: {reason.reply_code} "
-                    f"{reason.reply_text}", reason.reply_code, existing_queue(reason.reply_text))
+                self.error = queue_refused(self.worker.queue.name, reason)
             else:
                 self.error = ConnectionLost(f"channel closed by the broker: {reason.reply_code} "
                                             f"{reason.reply_text}")

@@ -28,6 +28,11 @@ class BrokerUnreachable(WorkqueueError):
     exit_code = 3
 
 
+class ConnectionLost(BrokerUnreachable):
+    """An open connection was lost (not a broker that did not answer): the failover loop
+    leaves it to its caller, which reconnects after a back-off, to another node first."""
+
+
 class AccessRefused(WorkqueueError):
     """The broker refused the credentials or the virtual host (ACCESS_REFUSED)."""
 

@@ -10,8 +10,8 @@ import os
 import sys
 
 from workqueue import cli
-from workqueue.connection import parameters_from_url
 from workqueue.management import Management
+from workqueue.urls import parameters_from_url
 
 UNKNOWN = "?"
 

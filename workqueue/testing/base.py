@@ -13,9 +13,9 @@ import urllib.parse
 import pika
 import pika.exceptions
 
-from workqueue.connection import redact
 from workqueue.errors import WorkqueueError
 from workqueue.management import Management
+from workqueue.urls import redact
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ import sys
 
 import pytest
 
-BACKENDS = ("auto", "node", "container", "url")
+from workqueue.testing import BACKENDS
+
 _STATE = pytest.StashKey[dict]()
 
 

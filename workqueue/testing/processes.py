@@ -115,24 +115,46 @@ class WorkerDidNotStart(WorkerExited):
 
 
 class WorkerProcess:
-    """``url``: one broker URL, or several (the nodes of a cluster, tried in that order)."""
+    """``url``: one broker URL, or several (the nodes of a cluster, tried in that order).
 
-    def __init__(self, name, url, *options, env=None, cwd=None, on_line=None):
+    Its stdout and stderr are read line by line as they come; with ``output`` (a file path)
+    they go to that file instead, both, and are read from it when asked (a soak's workers
+    print thousands of lines a second, which no thread of the soak should have to read)."""
+
+    def __init__(self, name, url, *options, env=None, cwd=None, on_line=None, output=None):
         self.name = name
         self.options = list(options)
         self.on_line = on_line   # called with each stdout line as it arrives (the demo prints them)
-        self.lines = []          # stdout, without the name prefix
-        self.errors = []         # stderr
+        self.output = output
+        self.lines = []          # stdout, without the name prefix (empty with ``output``)
+        self.errors = []         # stderr (empty with ``output``)
         self._cond = threading.Condition()
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
+        command = [sys.executable, "-u", "-m", "workqueue.worker", *options]
+        env = child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
+                         "PYTHONUNBUFFERED": "1"})
+        if output is not None:
+            with open(output, "ab") as sink:
+                self.process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, cwd=cwd, preexec_fn=die_with_parent)
+            self._streams_closed = 2
+            return
         self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "workqueue.worker", *options],
-            env=child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
-                           "PYTHONUNBUFFERED": "1"}),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             text=True, errors="replace", cwd=cwd, preexec_fn=die_with_parent)
         for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
             threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
+
+    def output_lines(self):
+        """What it printed so far: stdout, or with ``output`` everything in that file."""
+        if self.output is None:
+            with self._cond:
+                return list(self.lines)
+        try:
+            with open(self.output, "rb") as f:
+                return f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
 
     def _read(self, stream, sink):
         for line in stream:
@@ -162,21 +184,23 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                value = predicate(self.lines)
+                lines = self.lines if self.output is None else self.output_lines()
+                value = predicate(lines)
                 if value:
                     return value
                 if self._streams_closed == 2 and self.process.poll() is not None:
-                    started = any("[*] Waiting for messages" in line for line in self.lines)
+                    started = any("[*] Waiting for messages" in line for line in lines)
                     raise (WorkerExited if started else WorkerDidNotStart)(
                         f"worker {self.name} (pid {self.pid}) exited with code {self.process.returncode} "
-                        f"before {what}; it printed {self.lines[-15:]!r}, stderr {self.errors[-5:]!r}")
+                        f"before {what}; it printed {lines[-15:]!r}, stderr {self.errors[-5:]!r}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError(
                         f"worker {self.name} (pid {self.pid}): timed out after {timeout:g} s waiting "
-                        f"for {what}; it printed {self.lines[-15:]!r}, stderr {self.errors[-5:]!r}, "
+                        f"for {what}; it printed {lines[-15:]!r}, stderr {self.errors[-5:]!r}, "
                         f"exit code {self.process.poll()}")
-                self._cond.wait(min(remaining, 0.5))
+                # A file is read again every 0.2 s; lines read from a pipe notify the condition.
+                self._cond.wait(min(remaining, 0.5 if self.output is None else 0.2))
 
     def wait_for_line(self, text, timeout=30, count=1):
         return self.wait_for(lambda lines: sum(text in line for line in lines) >= count, timeout,
@@ -203,9 +227,7 @@ class WorkerProcess:
     def deliveries(self):
         """[(body, redelivered)] in the order received."""
         out = []
-        with self._cond:
-            lines = list(self.lines)
-        for line in lines:
+        for line in self.output_lines():
             m = RECEIVED.search(line)
             if m:
                 try:
@@ -220,17 +242,14 @@ class WorkerProcess:
 
     def finished(self):
         """Bodies of the tasks it did to the end (a Received line followed by its Done line)."""
-        with self._cond:
-            return finished_tasks(list(self.lines))
+        return finished_tasks(self.output_lines())
 
     def consuming_count(self):
         """How often it started consuming: 1, plus one for each reconnect."""
-        with self._cond:
-            return sum("[*] Waiting for messages" in line for line in self.lines)
+        return sum("[*] Waiting for messages" in line for line in self.output_lines())
 
     def done_count(self):
-        with self._cond:
-            return sum("[x] Done" in line for line in self.lines)
+        return sum("[x] Done" in line for line in self.output_lines())
 
     # -- signals --------------------------------------------------------------------------
     def signal(self, sig):

@@ -8,9 +8,9 @@ are created per scenario. Nothing here can stop, crash or restart that broker: s
 need to are skipped on this backend, with a reason naming the option that enables them.
 """
 
-from workqueue.connection import parameters_from_url
 from workqueue.management import Management
 from workqueue.testing.base import Broker, BrokerError
+from workqueue.urls import parameters_from_url
 
 
 class UrlBroker(Broker):

@@ -8,10 +8,10 @@ import argparse
 import sys
 import threading
 
-from workqueue.connection import redact
 from workqueue.producer import Producer
 from workqueue.testing import MissingExtra, make_broker, wait_until
 from workqueue.testing.processes import WorkerPool, stopped_by_signals
+from workqueue.urls import redact
 
 _print_lock = threading.Lock()
 
@@ -75,7 +75,7 @@ def _scene(broker, params, options, tasks, seconds_per_dot, queue):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m workqueue.demo", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__.split("\n\n")[0],
                                 epilog="exit codes: 0 done; 1 an error; 2 bad usage, or the test extra is missing; "
                                        "130 interrupted (Ctrl+C, SIGTERM)")
     p.add_argument("--broker", default=None, choices=("auto", "node", "container"),

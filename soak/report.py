@@ -1,22 +1,14 @@
-"""What a soak saw, over time: tasks confirmed and done per second, publish-to-done latency,
-and the faults' windows; drawn as Jepsen draws its rate and latency graphs (``--plot``).
-
-Times are wall-clock seconds (``time.time()``) taken by the soak (publish, confirm) and by the
-worker processes (done), all on one machine.
+"""The report of a soak: its table, and its plot as Jepsen draws its rate and latency graphs
+(``--plot``): tasks confirmed and done per second, publish-to-done latency, each fault's window.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import math
 
-
-@dataclasses.dataclass
-class Window:
-    """One fault: what, on which member, from when to when (equal for an instant fault)."""
-    kind: str
-    member: str
-    start: float
-    end: float
-    note: str = ""
+from soak.checker import Result
+from soak.history import History
 
 
 @dataclasses.dataclass
@@ -26,6 +18,15 @@ class Timeline:
     confirmed: list = dataclasses.field(default_factory=list)    # confirm times
     done: list = dataclasses.field(default_factory=list)         # (body, time) of every finish
     windows: list = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def of(cls, history: History) -> Timeline:
+        """The times the plot and the latency rows need, read from the history (a task done
+        without its time is counted by the checker, not timed here)."""
+        return cls(start=history.start, published=dict(history.published),
+                   confirmed=[at for at, _ in history.of("confirmed")],
+                   done=[(body, at) for at, body in history.of("done") if not math.isnan(at)],
+                   windows=list(history.windows))
 
     def latencies(self):
         """Publish-to-done seconds of each task, by the time it was first done: [(done, latency)]."""
@@ -121,3 +122,57 @@ def percentile(sorted_values, p):
         return None
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def title(result: Result) -> str:
+    c, f = result.config, result.facts
+    where = f"{'3-node cluster' if c.cluster else 'one broker'}, durable {c.queue_type} queue"
+    return (f"chaos soak: RabbitMQ {f.version} ({f.kind}, {where}); N={c.n}, {c.workers} workers, "
+            f"prefetch {c.prefetch}, confirm window {c.window}, {c.work_ms:g} ms of work a task, seed {c.seed}")
+
+
+def table(result: Result) -> str:
+    c, f, faults = result.config, result.facts, result.faults
+    fault = "node" if c.cluster else "broker"
+    rows = [
+        ("published", len(result.published), "distinct tasks handed to the producer"),
+        ("confirmed", len(result.confirmed), "confirmed by the broker (after re-sends, if any)"),
+        ("processed (unique)", len(result.counts), "distinct tasks a worker finished"),
+        ("lost", len(result.lost), "confirmed, never processed (must be 0)"),
+        ("unexpected", len(result.unexpected), "processed, never published (must be 0)"),
+        ("duplicates", result.duplicates,
+         f"extra runs of a task; bound: kills x prefetch + (crashes + restarts + pauses + partitions)"
+         f" x (workers x prefetch + window) = {faults['kill']}x{c.prefetch} + {result.broker_faults}"
+         f"x({c.workers}x{c.prefetch}+{c.window}) = {result.duplicate_bound}"),
+        ("worker kills", faults["kill"], "SIGKILL of a busy worker, replaced at once"),
+        (f"{fault} crashes", faults["crash"], "kill -9 / docker kill, then start on the same data"),
+        (f"graceful {fault} restarts", faults["restart"], "stop, then start"),
+        (f"{fault} pauses", faults["pause"],
+         f"SIGSTOP / docker pause for {c.fault_seconds:g} s, then SIGCONT / unpause"),
+        (f"{fault} partitions", faults["partition"],
+         f"cut off from the other nodes and the clients for {c.fault_seconds:g} s, then joined again"),
+        ("producer reconnections", f.producer_reconnections, "unconfirmed tasks re-sent each time"),
+        ("re-sent after a nack", f.resent_after_nack, "tasks the broker nacked (no leader yet), sent again"),
+        ("worker reconnections", f.worker_reconnections, f"over {f.workers_started} worker processes"),
+        ("wall time", f"{f.wall:.0f} s", f"from the first publish to the last task; boot {f.boot:.0f} s"),
+    ]
+    timeline = Timeline.of(result.history)
+    latency = timeline.summary()
+    if latency:
+        rows.append(("latency p50", f"{latency['p50']:.3f} s",
+                     f"publish to first done, over every task; p90 {latency['p90']:.3f} s, "
+                     f"p99 {latency['p99']:.3f} s, max {latency['max']:.3f} s"))
+    for w in timeline.windows:
+        if w.kind in ("pause", "partition"):
+            rows.append((f"  {w.kind}", f"{w.end - w.start:.0f} s",
+                         f"{w.member} at {w.start - timeline.start:.0f} s" + (f"; {w.note}" if w.note else "")))
+    lines = [title(result), f"{'':<26}{'count':>9}  notes"]
+    lines += [f"{name:<26}{value:>9}  {note}" for name, value, note in rows]
+    lines += [f"note: {note}" for note in f.notes]
+    failures = result.failures()
+    lines.append("verdict: " + ("PASS" if not failures else "FAIL: " + "; ".join(failures)))
+    return "\n".join(lines)
+
+
+def plot(result: Result, path: str) -> None:
+    Timeline.of(result.history).plot(path, title(result))

@@ -1,0 +1,144 @@
+"""The book-keeping of one ``Producer.publish_many`` call: what is sent, confirmed and failed.
+
+Pure (no I/O): delivery tags on a channel are consecutive, so the unconfirmed bodies are one
+deque in tag order; a tag the broker confirms alone, ahead of the first, is kept aside until
+the ones before it are confirmed too.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import time
+
+
+class Batch:
+    """Book-keeping for one publish_many call: what is sent, confirmed and failed.
+
+    Delivery tags on a channel are consecutive, so the unconfirmed bodies are one deque in tag
+    order, the first at ``first_tag``; a tag confirmed alone ahead of the first is kept aside.
+    """
+
+    def __init__(self, bodies, window, on_confirm=None):
+        self._bodies = bodies
+        self._resend: collections.deque[bytes] = collections.deque()   # unconfirmed when a connection was lost
+        self.on_confirm = on_confirm
+        self.lost = False                      # the error is a lost connection (worth a retry)
+        self.nacked_since = None               # first nack since the last ack
+        self.window = max(1, window)
+        self._unconfirmed: collections.deque[bytes] = collections.deque()
+        self.first_tag = 1
+        self._early = set()                    # tags confirmed singly, out of order
+        self.exhausted = False
+        self.done = False
+        self.error = None
+        self.confirmed = 0
+        self.progress_at = time.monotonic()    # the last confirm, or the last (re)start of sending
+        self.confirmed_at = self.progress_at    # the last confirm (or nack): not reset by a reconnect
+
+    @property
+    def unconfirmed(self):
+        return len(self._unconfirmed) - len(self._early)
+
+    @property
+    def last_tag(self):
+        """The delivery tag of the last task published on the current channel."""
+        return self.first_tag + len(self._unconfirmed) - 1
+
+    def acked(self, bodies):
+        """These tasks are confirmed: count them, report them, end any run of nacks."""
+        self.nacked_since = None
+        self.confirmed += len(bodies)
+        if self.on_confirm is not None:
+            for body in bodies:
+                self.on_confirm(body)
+
+    def nacked_for(self):
+        """Seconds since the first nack of the current run of nacks (starting one now)."""
+        now = time.monotonic()
+        if self.nacked_since is None:
+            self.nacked_since = now
+        return now - self.nacked_since
+
+    def finish(self):
+        self.done = True
+
+    def rebase(self, first_tag):
+        """The channel's next delivery tag (nothing is unconfirmed at this point)."""
+        self.first_tag = first_tag
+
+    def take(self, count):
+        """Up to ``count`` bodies to publish next (re-sends first), recorded as unconfirmed."""
+        out: list[bytes] = []
+        while self._resend and len(out) < count:
+            out.append(self._resend.popleft())
+        if not self.exhausted and len(out) < count:
+            for body in itertools.islice(self._bodies, count - len(out)):
+                out.append(body.encode("utf-8") if isinstance(body, str) else bytes(body))
+            if len(out) < count:
+                self.exhausted = True
+        self._unconfirmed.extend(out)
+        if self.exhausted and not self._unconfirmed and not self._resend:
+            self.done = True
+        return out
+
+    def first_unconfirmed(self):
+        for offset, body in enumerate(self._unconfirmed):
+            if self.first_tag + offset not in self._early:
+                return body
+        return b""
+
+    def confirm(self, tag, multiple):
+        """Mark confirmed; return the bodies newly confirmed, in tag order."""
+        self.progress_at = self.confirmed_at = time.monotonic()
+        pending = self._unconfirmed
+        done = []
+        if multiple:
+            count = min(tag - self.first_tag + 1, len(pending))
+            if count > 0:
+                if self._early:
+                    for offset in range(count):
+                        body = pending.popleft()
+                        if self.first_tag + offset in self._early:
+                            self._early.discard(self.first_tag + offset)
+                        else:
+                            done.append(body)
+                else:
+                    done = [pending.popleft() for _ in range(count)]
+                self.first_tag += count
+        elif tag == self.first_tag and pending:
+            done.append(pending.popleft())
+            self.first_tag += 1
+        elif 0 < tag - self.first_tag < len(pending) and tag not in self._early:
+            self._early.add(tag)
+            done.append(pending[tag - self.first_tag])
+        while pending and self.first_tag in self._early:
+            self._early.discard(self.first_tag)
+            pending.popleft()
+            self.first_tag += 1
+        if self.exhausted and not pending and not self._resend:
+            self.done = True
+        return done
+
+    def resend(self, body):
+        """Publish ``body`` again (after a nack), before any new task."""
+        self._resend.append(body)
+        self.done = False
+
+    def fail(self, error, lost=False):
+        if self.error is None:
+            self.error = error
+            self.lost = lost
+
+    def requeue_unconfirmed(self):
+        """After a lost connection: every task not yet confirmed is to be published again, first
+        (delivery tags start again at 1 on the next channel)."""
+        again = [body for offset, body in enumerate(self._unconfirmed)
+                 if self.first_tag + offset not in self._early]
+        self._resend.extendleft(reversed(again))
+        self._unconfirmed.clear()
+        self._early.clear()
+        self.error = None
+        self.lost = False
+        self.done = False
+        self.progress_at = time.monotonic()

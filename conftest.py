@@ -19,6 +19,7 @@ import pytest
 import tomllib
 
 from workqueue.testing import plugin as workqueue_plugin
+from workqueue.testing import scheduling
 
 pytest_plugins = [
     "pytester",
@@ -43,17 +44,32 @@ def pytest_configure(config):
     if config.option.cucumber_json_path and not hasattr(config, "workerinput"):
         # pytest-bdd writes the file at the end but does not make its directory
         os.makedirs(os.path.dirname(os.path.abspath(config.option.cucumber_json_path)), exist_ok=True)
-    if not (config.option.collectonly or config.option.help):
+    if not (config.option.collectonly or config.option.help or _unit_tier_only(config)):
         workqueue_plugin.require_broker(config)
+
+
+#: The broker-free tier: pure logic of the library, run in seconds (``pytest tests/unit``).
+UNIT_TIER = pathlib.Path(__file__).parent / "tests" / "unit"
+
+
+def _unit_tier_only(config):
+    """Only tests/unit was asked for: no broker is needed, and none is required."""
+    paths = [pathlib.Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(path.is_relative_to(UNIT_TIER) for path in paths)
 
 
 _DEFECT = pytest.StashKey[dict]()
 _FAILED_STEP = pytest.StashKey[tuple]()
 
 
+@pytest.hookimpl(tryfirst=True)      # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Mark the scenarios of known broker defects, on the versions they fail on, as strict
-    expected failures with a pinned symptom (see pytest_runtest_makereport)."""
+    """This project's schedule (the cluster tests of a module on one process, the longest
+    tests first: docs/schedule.md); and the scenarios of known broker defects, on the versions
+    they fail on, as strict expected failures with a pinned symptom (see
+    pytest_runtest_makereport)."""
+    scheduling.keep_cluster_tests_together(config, items)
+    scheduling.longest_first(config, items)
     defects = {key: d for key, d in DEFECTS.items() if any(item.get_closest_marker(f"defect_{key}") for item in items)}
     version = workqueue_plugin.session_broker(config).version if defects else None
     for key, defect in defects.items():

@@ -37,11 +37,7 @@ def run(config: Config) -> Result:
     queue = QueueSpec("soak", queue_type=config.queue_type)
     started = time.monotonic()
     deadline = started + config.max_seconds
-    target = make_cluster(config.broker) if config.cluster else make_broker(config.broker)
-    if config.partitions and not target.can_partition:
-        target.close()
-        raise Unsupported(f"--partitions needs the container backend: the nodes of a {target.kind} cluster "
-                          f"all listen on 127.0.0.1 and cannot be cut off from each other")
+    target = _target(config)
     with target, _directory() as directory:
         facts = Facts(target.version, target.kind, boot=time.monotonic() - started)
         vhost = target.new_vhost("soak")
@@ -67,9 +63,7 @@ def run(config: Config) -> Result:
                 # Each fault strikes while work remains; a broker or node fault waits until the
                 # previous node is back and the queue has settled.
                 while (kind := generator.due(history.unique_done, publisher.at_gate.is_set())) and work_remains():
-                    if kind != "kill" and (nemesis.returning() or time.monotonic() < settled_at):
-                        if time.monotonic() < settled_at:
-                            watch.note_held()
+                    if not _may_strike(kind, nemesis, settled_at, watch):
                         break
                     log.info("%s at %d tasks processed", generator.take(), history.unique_done)
                     nemesis.invoke(kind)
@@ -105,12 +99,38 @@ def run(config: Config) -> Result:
         finally:
             workers.kill_all()                 # on any way out
         files.refresh(history)
-        facts.notes, facts.unfired = watch.notes, generator.remaining
-        facts.producer_error = publisher.error
-        facts.producer_reconnections = publisher.producer.reconnections
-        facts.resent_after_nack = publisher.producer.resent_after_nack
-        facts.worker_reconnections, facts.workers_started = workers.reconnections(), workers.started
+        _gather(facts, watch, generator, publisher, workers)
         return check(config, history, facts)
+
+
+def _gather(facts, watch, generator, publisher, workers):
+    """What the run measured beside the history, once it is over."""
+    facts.notes, facts.unfired = watch.notes, generator.remaining
+    facts.producer_error = publisher.error
+    facts.producer_reconnections = publisher.producer.reconnections
+    facts.resent_after_nack = publisher.producer.resent_after_nack
+    facts.worker_reconnections, facts.workers_started = workers.reconnections(), workers.started
+
+
+def _target(config):
+    """The broker or the 3-node cluster the run is asked for (not yet started)."""
+    target = make_cluster(config.broker) if config.cluster else make_broker(config.broker)
+    if config.partitions and not target.can_partition:
+        target.close()
+        raise Unsupported(f"--partitions needs the container backend: the nodes of a {target.kind} cluster "
+                          f"all listen on 127.0.0.1 and cannot be cut off from each other")
+    return target
+
+
+def _may_strike(kind, nemesis, settled_at, watch):
+    """A worker kill strikes at once; a broker or node fault waits until the node of the last
+    one is back, and until the queue has settled (QUEUE_SETTLE_SECONDS)."""
+    if kind == "kill":
+        return True
+    if time.monotonic() < settled_at:
+        watch.note_held()
+        return False
+    return not nemesis.returning()
 
 
 class Watch:

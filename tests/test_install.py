@@ -76,6 +76,14 @@ def test_the_clis_work_with_pika_alone(plain, module):
     assert result.returncode == 0 and "exit codes:" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize("script", ["workqueue-new-task", "workqueue-worker", "workqueue-status"])
+def test_the_clis_are_console_scripts_too(plain, script):
+    python, env, cwd = plain
+    command = os.path.join(os.path.dirname(python), script)
+    result = subprocess.run([command, "--help"], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "exit codes:" in result.stdout, result.stderr
+
+
 def test_new_task_without_a_broker_is_exit_3_in_one_line(plain):
     result = run(plain, "-m", "workqueue.new_task", "--url", "amqp://u:secret-pw@127.0.0.1:1/%2F", "hello",
                  stdin=subprocess.DEVNULL)

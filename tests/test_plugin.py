@@ -122,11 +122,48 @@ def test_a_parallel_run_leaves_no_broker_behind(pytester, broker_backend, tmp_pa
     assert not left, f"left behind by the run, right after it ended: {left}"
 
 
+def test_the_plugin_leaves_another_projects_test_order_and_groups_alone(pytester):
+    # The plugin serves other projects: options, fixtures, deselecting what cannot run. How a
+    # project schedules its tests is its own (workqueue.testing.scheduling is opt-in). Run in
+    # one pytest-xdist process, where this project's conftest sorts the longest tests first.
+    pytester.makeconftest(textwrap.dedent('''
+        import json, os
+        def pytest_collection_finish(session):
+            if os.environ.get("PYTEST_XDIST_WORKER"):
+                with open("collected.json", "w") as f:
+                    json.dump([[i.name, [m.name for m in i.iter_markers()]] for i in session.items], f)
+    '''))
+    pytester.makepyfile(test_theirs=textwrap.dedent('''
+        import pytest
+        def test_first(): pass
+        @pytest.mark.broker_control
+        def test_second(): pass
+        @pytest.mark.cluster
+        def test_third(): pass
+    '''))
+    result = pytester.runpytest_subprocess("-n", "1", "-p", "no:cacheprovider", "-p", "no:pytest_rabbitmq",
+                                           "--broker=node")
+    result.assert_outcomes(passed=3)
+    collected = json.loads((pytester.path / "collected.json").read_text())
+    assert [name for name, _ in collected] == ["test_first", "test_second", "test_third"], collected
+    assert not [name for name, marks in collected if "xdist_group" in marks], collected
+
+
 def test_a_parallel_run_keeps_the_cluster_tests_of_a_module_on_one_process(pytester):
     # They share the costly 3-node cluster, booted once per test process that asks for it. The
     # grouping is pytest-xdist's --dist loadgroup, which pytest 9.2 silently broke
     # (pytest-dev/pytest-xdist#1386): this fails when an upgrade breaks it again. No broker
-    # is needed: the tests carry the marker and record the process that ran them.
+    # is needed: the tests carry the marker and record the process that ran them. The project
+    # opts in to the grouping from its conftest, as this one does.
+    pytester.makeconftest(textwrap.dedent('''
+        import pytest
+        from workqueue.testing import scheduling
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection_modifyitems(config, items):
+            scheduling.keep_cluster_tests_together(config, items)
+            scheduling.longest_first(config, items)
+    '''))
     pytester.makepyfile(test_theirs=textwrap.dedent('''
         import os, pytest
 

@@ -31,6 +31,7 @@ import sys
 import pytest
 
 from workqueue.testing import BACKENDS
+from workqueue.testing.scheduling import on_cluster
 
 _STATE = pytest.StashKey[dict]()
 
@@ -224,29 +225,11 @@ def worker_pool(amqp_url):
     pool.close()
 
 
-def _on_cluster(item):
-    """Whether a test uses the session's cluster. pytest-bdd asks for its steps' fixtures as
-    they run, so a scenario is known by its ``cluster`` marker; a plain test by its fixture."""
-    return bool(item.get_closest_marker("cluster")) or "cluster" in getattr(item, "fixturenames", ())
-
-
-@pytest.hookimpl(tryfirst=True)      # before pytest-xdist's own, which reads the groups
+@pytest.hookimpl(tryfirst=True)      # before the tests are handed out
 def pytest_collection_modifyitems(config, items):
-    """Deselect tests of the other RabbitMQ major; skip broker control on --broker=url; under
-    pytest-xdist, keep the tests of one module that share the costly 3-node cluster on one process (with
-    ``--dist loadgroup``): each test process boots its own broker, and the cluster once."""
-    if hasattr(config, "workerinput"):
-        # A pytest-xdist test process: the longest tests first (those on the cluster, then those
-        # that restart or crash their broker), so that none starts last and runs alone at the
-        # end. Every process sorts the same way, as xdist requires; pytest-xdist then hands the
-        # tests out in this order.
-        items.sort(key=lambda item: 0 if _on_cluster(item)
-                   else 1 if item.get_closest_marker("broker_control") else 2)
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            if _on_cluster(item):
-                module = getattr(getattr(item, "module", None), "__name__", "")
-                item.add_marker(pytest.mark.xdist_group(f"workqueue-cluster:{module}"))
+    """Deselect tests of the other RabbitMQ major; skip what the backend cannot do (broker
+    control on --broker=url, partitions off the container backend), with the reason. The
+    order of the tests is the project's own (workqueue.testing.scheduling is opt-in)."""
     if not any(item.get_closest_marker(m) for item in items
                for m in ("rabbitmq3", "rabbitmq4", "broker_control", "partition")):
         return
@@ -291,7 +274,7 @@ def pytest_runtest_makereport(item, call):
         state = item.config.stash.get(_STATE, {})
         for key in ("broker", "cluster"):
             target = state.get(key)
-            if target is not None and (key == "broker" or _on_cluster(item)):
+            if target is not None and (key == "broker" or on_cluster(item)):
                 report.sections.append((f"{key} log (last 60 lines)", target.logs(tail=60)))
     return report
 

@@ -30,7 +30,7 @@ class Timeline:
 
     def latencies(self):
         """Publish-to-done seconds of each task, by the time it was first done: [(done, latency)]."""
-        first = {}
+        first: dict[str, float] = {}
         for body, at in self.done:
             if body not in first or at < first[body]:
                 first[body] = at
@@ -55,7 +55,7 @@ class Timeline:
             confirmed[min(seconds - 1, max(0, int(at - self.start)))] += 1
         for _, at in self.done:
             done[min(seconds - 1, max(0, int(at - self.start)))] += 1
-        buckets = [[] for _ in range(seconds)]
+        buckets: list[list[float]] = [[] for _ in range(seconds)]
         for at, latency in self.latencies():
             buckets[min(seconds - 1, max(0, int(at - self.start)))].append(latency)
         rows = []

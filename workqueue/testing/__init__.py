@@ -10,8 +10,11 @@ One interface (workqueue.testing.base.Broker), three backends:
 into one RabbitMQ cluster) are the only places that choose between them.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import os
+from typing import TYPE_CHECKING, Any
 
 from workqueue.testing.base import (
     Broker,
@@ -22,6 +25,9 @@ from workqueue.testing.base import (
     scenario_vhost,
     wait_until,
 )
+
+if TYPE_CHECKING:
+    from workqueue.testing.cluster import Cluster
 
 BACKENDS = ("auto", "node", "container", "url")
 #: How old a queue must be before its broker is crashed under it. A queue crashed within a
@@ -40,7 +46,7 @@ class MissingExtra(NoBroker):
     exit_code = 2
 
 
-def require_test_extra():
+def require_test_extra() -> None:
     missing = [m for m in TEST_EXTRA_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         raise MissingExtra(f"throwaway brokers need the test extra: pip install 'workqueue[test]' "
@@ -51,7 +57,7 @@ NO_BROKER = ("no RabbitMQ broker can be had: start a Docker engine (--broker=con
              "(--broker=url --broker-url=amqp://...)")
 
 
-def choose_backend(kind=None):
+def choose_backend(kind: str | None = None) -> str:
     """The backend to use: ``kind``, else WORKQUEUE_BROKER, else auto-detection."""
     from workqueue.testing.container import docker_available, require_docker
     from workqueue.testing.node import node_available, require_node
@@ -76,7 +82,7 @@ def choose_backend(kind=None):
     return kind
 
 
-def make_broker(kind=None, url=None, **kwargs):
+def make_broker(kind: str | None = None, url: str | None = None, **kwargs: Any) -> Broker:
     """A Broker of the chosen backend (not yet started)."""
     kind = choose_backend(kind)
     if kind == "node":
@@ -90,7 +96,7 @@ def make_broker(kind=None, url=None, **kwargs):
                      management_url=os.environ.get("WORKQUEUE_MANAGEMENT_URL"))
 
 
-def reap_orphans():
+def reap_orphans() -> list[str]:
     """Remove what throwaway brokers of processes killed outright left behind: containers of
     the container backend, data directories of the node backend (whose node, once its owner is
     gone, has ended too). Returns a description of each thing removed."""
@@ -103,7 +109,7 @@ def reap_orphans():
     return found + ([f"container {cid[:12]}" for cid in reap_containers()] if docker_available() else [])
 
 
-def make_cluster(kind=None, size=3, **kwargs):
+def make_cluster(kind: str | None = None, size: int = 3, **kwargs: Any) -> Cluster:
     """A Cluster of ``size`` nodes of the chosen backend (not yet started)."""
     kind = choose_backend(kind)
     if kind == "node":

@@ -1,5 +1,7 @@
 """The one broker interface that tests, the demo and the benchmarks use."""
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
@@ -9,6 +11,8 @@ import socket
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pika
 import pika.exceptions
@@ -18,6 +22,7 @@ from workqueue.management import Management
 from workqueue.urls import redact
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Broker settings every throwaway broker gets: fast management statistics (so the status
 #: command agrees with rabbitmqctl within a second) on top of the backend's own listeners.
@@ -36,10 +41,10 @@ class BrokerControlUnavailable(BrokerError):
     """The backend cannot stop, crash or restart its broker (e.g. a user-supplied URL)."""
 
 
-_PORT_LOCKS = {}          # port -> open file whose flock reserves it for this process's lifetime
+_PORT_LOCKS: dict[int, int] = {}          # port -> open file whose flock reserves it for this process's lifetime
 
 
-def _ephemeral_range():
+def _ephemeral_range() -> tuple[int, int]:
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             low, high = (int(x) for x in f.read().split())
@@ -48,7 +53,7 @@ def _ephemeral_range():
         return 32768, 60999
 
 
-def _reserve(port):
+def _reserve(port: int) -> bool:
     """Claim ``port`` for this process among every process on the machine that uses this
     harness: an flock held until the process ends (even when it is killed outright)."""
     import fcntl
@@ -64,7 +69,7 @@ def _reserve(port):
     return True
 
 
-def free_port():
+def free_port() -> int:
     """A TCP port free on 127.0.0.1, kept for the brokers of this process.
 
     Not from the kernel's ephemeral range: a broker keeps its ports across a restart or a
@@ -92,13 +97,13 @@ def free_port():
     raise BrokerError("no free TCP port found on 127.0.0.1")
 
 
-def port_open(port, host="127.0.0.1"):
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
 
 
-def wait_until(predicate, timeout, what, interval=0.1):
+def wait_until(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
     """Poll ``predicate`` until it is truthy; raise TimeoutError naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -128,66 +133,90 @@ class Target:
       clients, and join it again (``can_partition``: container clusters only).
     """
 
-    members: list
-
-    def fault_member(self, vhost, queue):
-        return self.members[0]
-
-    def crash(self, member):
-        member.kill()
-
-    def stop_member(self, member):
-        member.stop()
-
-    def recover(self, member):
-        member.start()
-
-    def can_work_without(self, member):
-        return any(m is not member for m in self.members)
-
-    def pause_member(self, member):
-        member.pause()
-
-    def resume_member(self, member):
-        member.resume()
-
+    members: list[Broker]
+    kind: str = "abstract"
     can_partition = False
 
-    def partition(self, member):
+    # -- what each kind of target provides ------------------------------------------------------
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def ensure_healthy(self) -> None:
+        raise NotImplementedError
+
+    def logs(self, tail: int = 200) -> str:
+        return ""
+
+    @property
+    def management(self) -> Management:
+        raise NotImplementedError
+
+    @property
+    def version(self) -> str:
+        raise NotImplementedError
+
+    # -- the fault interface ------------------------------------------------------------------
+    def fault_member(self, vhost: str, queue: str) -> Broker:
+        return self.members[0]
+
+    def crash(self, member: Broker) -> None:
+        member.kill()
+
+    def stop_member(self, member: Broker) -> None:
+        member.stop()
+
+    def recover(self, member: Broker) -> None:
+        member.start()
+
+    def can_work_without(self, member: Broker) -> bool:
+        return any(m is not member for m in self.members)
+
+    def pause_member(self, member: Broker) -> None:
+        member.pause()
+
+    def resume_member(self, member: Broker) -> None:
+        member.resume()
+
+    def wait_new_leader(self, vhost: str, queue: str, old: Broker, timeout: float = 60) -> Broker:
+        raise BrokerControlUnavailable(f"{type(self).__name__} has one node: no other can lead")
+
+    def partition(self, member: Broker) -> None:
         raise BrokerControlUnavailable(
             f"{type(self).__name__} cannot cut a node off the network: partitions need a "
             f"cluster on the container backend (--cluster --broker=container)")
 
-    def heal(self, member):
+    def heal(self, member: Broker) -> None:
         self.partition(member)
 
-    def leftovers(self):
+    def leftovers(self) -> list[str]:
         """What close() should have removed and still exists (processes, directories,
         containers), each in a few words: empty after a clean close()."""
         return [item for m in self.members for item in m.own_leftovers()]
 
-    def new_vhost(self, prefix="scenario"):
+    def new_vhost(self, prefix: str = "scenario") -> str:
         name = f"{prefix}-{secrets.token_hex(4)}"
         self.management.create_vhost(name)
         return name
 
-    def delete_vhost(self, name):
+    def delete_vhost(self, name: str) -> None:
         self.management.delete_vhost(name)
 
-
-    def __enter__(self):
+    def __enter__(self) -> Any:
         try:
             return self.start()
         except BaseException:
             self.close()
             raise
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 @contextlib.contextmanager
-def scenario_vhost(target):
+def scenario_vhost(target: Target) -> Iterator[str]:
     """A fresh virtual host on a broker or cluster for one scenario; whatever the scenario
     stopped or crashed is started again before and after, and the vhost is deleted."""
     target.ensure_healthy()
@@ -210,15 +239,12 @@ class Broker(Target):
     management plugin enabled. Subclasses implement the ``_start``/``_stop``/``_kill`` hooks.
     """
 
-    kind = "abstract"
     controllable = True
+    node_name: str                  # the Erlang node name (node and container backends)
 
-    @property
-    def members(self):
-        return [self]
-
-    def __init__(self, username=None, password=None, port=None, management_port=None,
-                 extra_conf="", startup_timeout=90.0):
+    def __init__(self, username: str | None = None, password: str | None = None, port: int | None = None,
+                 management_port: int | None = None, extra_conf: str = "", startup_timeout: float = 90.0):
+        self.members = [self]
         self.host = "127.0.0.1"
         self.username = username or f"wq-{secrets.token_hex(3)}"
         self.password = password or secrets.token_urlsafe(18)
@@ -227,48 +253,48 @@ class Broker(Target):
         self.extra_conf = extra_conf
         self.startup_timeout = startup_timeout
         self.started = False
-        self._version = None
+        self._version: str | None = None
 
     # -- lifecycle (public) -----------------------------------------------------------------
-    def start(self):
+    def start(self) -> Broker:
         """Start (or start again on the same data) and wait until AMQP and the API answer."""
         self._start()
         self.wait_ready()
         self.started = True
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         """Graceful shutdown; data stays for the next start()."""
         self._stop()
         wait_until(lambda: not port_open(self.port), 60, f"port {self.port} to close after stop")
 
-    def kill(self):
+    def kill(self) -> None:
         """A real crash: SIGKILL of the broker; data stays for the next start()."""
         self._kill()
         wait_until(lambda: not port_open(self.port), 60, f"port {self.port} to close after kill")
 
-    def restart(self):
+    def restart(self) -> None:
         self.stop()
         self.start()
 
-    def crash_and_recover(self):
+    def crash_and_recover(self) -> None:
         self.kill()
         self.start()
 
-    def pause(self):
+    def pause(self) -> None:
         """Freeze the broker (SIGSTOP / docker pause): its sockets stay open, nothing answers."""
         self._pause()
 
-    def resume(self):
+    def resume(self) -> None:
         """Thaw a paused broker."""
         self._resume()
 
-    def close(self):
+    def close(self) -> None:
         """Stop and remove everything this broker made (process or container, data)."""
         raise NotImplementedError
 
     # -- readiness ----------------------------------------------------------------------------
-    def is_ready(self):
+    def is_ready(self) -> bool:
         try:
             conn = pika.BlockingConnection(self.params(connection_attempts=1, socket_timeout=2,
                                                        blocked_connection_timeout=2))
@@ -278,8 +304,8 @@ class Broker(Target):
         except Exception:
             return False
 
-    def wait_ready(self, timeout=None):
-        def ready():
+    def wait_ready(self, timeout: float | None = None) -> None:
+        def ready() -> bool:
             if self._exited():
                 raise BrokerError(f"{self.kind} broker exited while starting; last log lines:\n"
                                   f"{self.logs(tail=30)}")
@@ -290,11 +316,11 @@ class Broker(Target):
         except TimeoutError as exc:
             raise BrokerError(f"{exc}; last log lines:\n{self.logs(tail=30)}") from None
 
-    def _exited(self):
+    def _exited(self) -> bool:
         """True when the broker process or container has exited (a start that failed)."""
         return False
 
-    def ensure_healthy(self):
+    def ensure_healthy(self) -> None:
         """Start the broker again if a scenario left it stopped or crashed."""
         if self.controllable and not self.is_ready():
             log.warning("broker not healthy after a scenario; starting it again")
@@ -306,54 +332,54 @@ class Broker(Target):
             self.start()
 
     # -- addresses ----------------------------------------------------------------------------
-    def url(self, vhost="/"):
+    def url(self, vhost: str = "/") -> str:
         """amqp://user:password@127.0.0.1:port/vhost (contains the password: do not log it)."""
         user = urllib.parse.quote(self.username, safe="")
         password = urllib.parse.quote(self.password, safe="")
         return f"amqp://{user}:{password}@{self.host}:{self.port}/{urllib.parse.quote(vhost, safe='')}"
 
-    def params(self, vhost="/", **kwargs):
+    def params(self, vhost: str = "/", **kwargs: Any) -> pika.ConnectionParameters:
         """pika.ConnectionParameters for this broker and vhost."""
         return pika.ConnectionParameters(
             host=self.host, port=self.port, virtual_host=vhost,
             credentials=pika.PlainCredentials(self.username, self.password), **kwargs)
 
     @property
-    def management_url(self):
+    def management_url(self) -> str:
         return f"http://{self.host}:{self.management_port}"
 
     @property
-    def management(self):
+    def management(self) -> Management:
         return Management(self.management_url, self.username, self.password)
 
     @property
-    def version(self):
+    def version(self) -> str:
         if self._version is None:
             self._version = self.management.overview()["rabbitmq_version"]
         return self._version
 
     @property
-    def major(self):
+    def major(self) -> int:
         return int(self.version.split(".")[0])
 
     # -- rabbitmqctl, logs ---------------------------------------------------------------------
 
-    def ctl(self, *args):
+    def ctl(self, *args: str) -> str:
         """Run rabbitmqctl against this broker and return its stdout."""
         raise BrokerControlUnavailable(f"the {self.kind} backend cannot run rabbitmqctl")
 
-    def list_queues(self, vhost="/"):
+    def list_queues(self, vhost: str = "/") -> dict[str, tuple[int, ...]]:
         """{name: (ready, unacked, consumers)} from ``rabbitmqctl list_queues``."""
         out = self.ctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers",
                        "name", "messages_ready", "messages_unacknowledged", "consumers")
-        rows = {}
+        rows: dict[str, tuple[int, ...]] = {}
         for line in out.splitlines():
             parts = line.split("\t")
             if len(parts) == 4 and parts[1].isdigit():
                 rows[parts[0]] = tuple(int(p) for p in parts[1:])
         return rows
 
-    def depth(self, queue, vhost="/"):
+    def depth(self, queue: str, vhost: str = "/") -> tuple[int, int] | None:
         """(ready messages, consumers) of ``queue`` by AMQP passive declare (exact: no statistics
         lag), or None when there is no such queue."""
         conn = pika.BlockingConnection(self.params(vhost))
@@ -368,37 +394,37 @@ class Broker(Target):
             if conn.is_open:
                 conn.close()
 
-    def message_count(self, queue, vhost="/"):
+    def message_count(self, queue: str, vhost: str = "/") -> int | None:
         """Ready messages in ``queue`` (passive declare: exact), or None when there is no such queue."""
         depth = self.depth(queue, vhost)
         return None if depth is None else depth[0]
 
-    def logs(self, tail=200):
+    def logs(self, tail: int = 200) -> str:
         return ""
 
-    def listening_on(self):
+    def listening_on(self) -> dict[int, set[str]]:
         """{port: {host addresses}} of every port this broker listens on (or publishes) on this
         machine: a throwaway broker must listen on loopback only."""
         raise BrokerControlUnavailable(f"the {self.kind} backend's broker is not ours to inspect")
 
-    def own_leftovers(self):
+    def own_leftovers(self) -> list[str]:
         return []
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact(self.url())}>"
 
     # -- hooks --------------------------------------------------------------------------------
-    def _start(self):
+    def _start(self) -> None:
         raise NotImplementedError
 
-    def _pause(self):
+    def _pause(self) -> None:
         raise BrokerControlUnavailable(f"a {self.kind} broker cannot be paused")
 
-    def _resume(self):
+    def _resume(self) -> None:
         self._pause()
 
-    def _stop(self):
+    def _stop(self) -> None:
         raise BrokerControlUnavailable(f"the {self.kind} backend cannot stop its broker")
 
-    def _kill(self):
+    def _kill(self) -> None:
         raise BrokerControlUnavailable(f"the {self.kind} backend cannot crash its broker")

@@ -16,14 +16,24 @@ Every member is a full Broker (url, params, kill, start, ctl, logs), so a scenar
 one node and start it again; ``wait_formed()`` waits until every node runs in the cluster.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import logging
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from workqueue.testing.base import BrokerError, Target, free_port, wait_until
+import pika
+
+from workqueue.management import Management
+from workqueue.testing.base import Broker, BrokerError, Target, free_port, wait_until
+
+if TYPE_CHECKING:
+    from workqueue.testing.container import ContainerBroker
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +42,7 @@ log = logging.getLogger(__name__)
 CLUSTER_CONF = "cluster_partition_handling = pause_minority\n"
 
 
-def join_conf(seed):
+def join_conf(seed: str) -> str:
     """The configuration of a node that joins the cluster of ``seed`` (a node name) as it boots."""
     return ("cluster_formation.peer_discovery_backend = classic_config\n"
             f"cluster_formation.classic_config.nodes.1 = {seed}\n")
@@ -41,17 +51,16 @@ def join_conf(seed):
 class Cluster(Target):
     """``size`` brokers joined into one cluster; usable as a context manager."""
 
-    kind = "abstract"
-
-    def __init__(self, members, startup_timeout=180.0):
-        self.members = members
-        self.held = {}            # member -> how to end the pause or partition it is in
+    def __init__(self, members: Sequence[Broker], startup_timeout: float = 180.0):
+        self.members = list(members)
+        # member -> how to end the pause or partition it is in
+        self.held: dict[Broker, Callable[[Broker], None]] = {}
         self.startup_timeout = startup_timeout
         self.username = members[0].username
         self.password = members[0].password
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self):
+    def start(self) -> Cluster:
         """Boot the first node, then the others in parallel (each joins the first as it boots:
         ``join_conf``), and wait until every node runs in the cluster."""
         self.members[0].start()
@@ -62,24 +71,24 @@ class Cluster(Target):
         self.wait_formed()
         return self
 
-    def close(self):
+    def close(self) -> None:
         with concurrent.futures.ThreadPoolExecutor(len(self.members)) as pool:
             list(pool.map(_close_quietly, self.members))
         self._close_shared()
 
-    def _close_shared(self):
+    def _close_shared(self) -> None:
         pass
 
     # -- nodes --------------------------------------------------------------------------------
     @property
-    def nodes(self):
+    def nodes(self) -> list[str]:
         return [m.node_name for m in self.members]
 
-    def member(self, node_name):
+    def member(self, node_name: str) -> Broker:
         return next(m for m in self.members if m.node_name == node_name)
 
     @property
-    def management(self):
+    def management(self) -> Management:
         """The management API of a node that answers."""
         for member in self.members:
             try:
@@ -89,34 +98,34 @@ class Cluster(Target):
                 continue
         raise BrokerError("no node of the cluster answers its management API")
 
-    def running_nodes(self):
+    def running_nodes(self) -> list[str]:
         """Names of the nodes the cluster itself reports as running."""
         return sorted(n["name"] for n in self.management.request("GET", "/api/nodes?columns=name,running")
                       if n.get("running"))
 
-    def wait_formed(self, timeout=None):
+    def wait_formed(self, timeout: float | None = None) -> None:
         """Wait until every node is running in the cluster (after start or a node's return)."""
         wait_until(lambda: self._formed(), timeout or self.startup_timeout,
                    f"all of {self.nodes} to run in one cluster")
 
-    def _formed(self):
+    def _formed(self) -> bool:
         try:
             return self.running_nodes() == sorted(self.nodes)
         except Exception:
             return False
 
-    def fault_member(self, vhost, queue, timeout=60):
+    def fault_member(self, vhost: str, queue: str, timeout: float = 60) -> Broker:
         """The node leading ``queue`` (a quorum queue's leader, a classic queue's home), once the
         management API names one; never a guess: TimeoutError when it names none in time."""
         found = wait_until(lambda: self.leader(vhost, queue), timeout, f"a node to lead queue {queue!r}")
         return self.member(found)
 
-    def wait_new_leader(self, vhost, queue, old, timeout=60):
+    def wait_new_leader(self, vhost: str, queue: str, old: Broker, timeout: float = 60) -> Broker:
         """The node that leads ``queue`` in place of ``old``, as a node other than ``old`` says
         (the faulted node's own API may still name itself: a paused node's view is stale)."""
         others = [m for m in self.members if m is not old]
 
-        def named():
+        def named() -> str | None:
             for member in others:
                 try:
                     leader = _leader_of(member.management.queue(vhost, queue))
@@ -127,24 +136,24 @@ class Cluster(Target):
             return None
         return self.member(wait_until(named, timeout, f"a node other than {old.node_name} to lead {queue!r}"))
 
-    def recover(self, member):
+    def recover(self, member: Broker) -> None:
         """Start a crashed or stopped node again on its data and wait until it is back in the
         cluster."""
         member.start()
         self.wait_formed()
 
-    def pause_member(self, member):
+    def pause_member(self, member: Broker) -> None:
         member.pause()
         self.held[member] = self.resume_member
 
-    def resume_member(self, member):
+    def resume_member(self, member: Broker) -> None:
         """Thaw a paused node and wait until the cluster has it running again."""
         self.held.pop(member, None)
         member.resume()
         member.wait_ready()
         self.wait_formed()
 
-    def ensure_healthy(self):
+    def ensure_healthy(self) -> None:
         """End any pause or partition a scenario left, start any node it left down, and wait
         for the whole cluster."""
         for member, undo in list(self.held.items()):
@@ -157,18 +166,18 @@ class Cluster(Target):
         self.wait_formed()
 
     # -- queues -------------------------------------------------------------------------------
-    def queue_info(self, vhost, queue):
+    def queue_info(self, vhost: str, queue: str) -> dict[str, Any]:
         return self.management.queue(vhost, queue)
 
-    def leader(self, vhost, queue):
+    def leader(self, vhost: str, queue: str) -> str | None:
         """The node leading a quorum queue (or hosting a classic one), or None."""
         return _leader_of(self.queue_info(vhost, queue))
 
-    def wait_replicated(self, vhost, queue, timeout=60):
+    def wait_replicated(self, vhost: str, queue: str, timeout: float = 60) -> None:
         """Wait until a quorum queue has a leader and every node online as a member."""
-        seen = {}
+        seen: dict[str, str] = {}
 
-        def replicated():
+        def replicated() -> bool:
             try:
                 info = self.queue_info(vhost, queue)
             except Exception as exc:
@@ -176,40 +185,39 @@ class Cluster(Target):
                 return False
             online = sorted(info.get("online") or [])
             seen["last"] = f"leader {info.get('leader') or info.get('node')}, online {online}"
-            return (info.get("leader") or info.get("node")) and online == sorted(self.nodes)
+            return bool(info.get("leader") or info.get("node")) and online == sorted(self.nodes)
         try:
             wait_until(replicated, timeout, f"quorum queue {queue!r} to have all of {self.nodes} online")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; last seen: {seen.get('last', 'nothing')}") from None
 
     # -- addresses, as a Broker ---------------------------------------------------------------
-    def urls(self, vhost="/"):
+    def urls(self, vhost: str = "/") -> list[str]:
         return [m.url(vhost) for m in self.members]
 
-    def url(self, vhost="/"):
+    def url(self, vhost: str = "/") -> str:
         return self.members[0].url(vhost)
 
-    def params(self, vhost="/", **kwargs):
+    def params(self, vhost: str = "/", **kwargs: Any) -> list[pika.ConnectionParameters]:
         """One pika.ConnectionParameters per node, first node first."""
         return [m.params(vhost, **kwargs) for m in self.members]
 
-
     @property
-    def version(self):
+    def version(self) -> str:
         return self.members[0].version
 
-    def logs(self, tail=60):
+    def logs(self, tail: int = 60) -> str:
         return "\n".join(f"--- {m.node_name}\n{m.logs(tail=tail)}" for m in self.members)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.nodes}>"
 
 
-def _leader_of(info):
+def _leader_of(info: dict[str, Any] | None) -> str | None:
     return (info or {}).get("leader") or (info or {}).get("node")
 
 
-def _close_quietly(member):
+def _close_quietly(member: Broker) -> None:
     try:
         member.close()
     except Exception as exc:  # pragma: no cover - best effort
@@ -221,7 +229,7 @@ class NodeCluster(Cluster):
 
     kind = "node"
 
-    def __init__(self, size=3, **kwargs):
+    def __init__(self, size: int = 3, **kwargs: Any):
         from workqueue.testing.node import Epmd, NodeBroker
 
         kwargs["extra_conf"] = CLUSTER_CONF + kwargs.get("extra_conf", "")
@@ -230,7 +238,7 @@ class NodeCluster(Cluster):
         cookie = secrets.token_hex(16).upper()
         username = kwargs.pop("username", None) or f"wq-{secrets.token_hex(3)}"
         password = kwargs.pop("password", None) or secrets.token_urlsafe(18)
-        members = []
+        members: list[Broker] = []
         try:
             for i in range(1, size + 1):
                 port = free_port()
@@ -243,7 +251,7 @@ class NodeCluster(Cluster):
             raise
         super().__init__(members)
 
-    def _close_shared(self):
+    def _close_shared(self) -> None:
         self.epmd.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -253,7 +261,7 @@ class ContainerCluster(Cluster):
 
     kind = "container"
 
-    def __init__(self, size=3, **kwargs):
+    def __init__(self, size: int = 3, **kwargs: Any):
         from testcontainers.core.network import Network
 
         from workqueue.testing.container import ContainerBroker
@@ -277,10 +285,11 @@ class ContainerCluster(Cluster):
 
     can_partition = True
 
-    def partition(self, member):
+    def partition(self, member: Broker) -> None:
         """Disconnect the node's container from the cluster's network: no other node reaches
         it, and no client either (its published ports lead through that network)."""
         from workqueue.testing.container import docker_client
+        member = _container(member)
         client = docker_client()
         try:
             client.networks.get(self.network.id).disconnect(member.container_id)
@@ -288,15 +297,24 @@ class ContainerCluster(Cluster):
             client.close()
         self.held[member] = self.heal
 
-    def heal(self, member):
+    def heal(self, member: Broker) -> None:
         """Connect it again under its name and wait until the cluster has it running."""
         self.held.pop(member, None)
+        member = _container(member)
+        assert member.container_id is not None and member.hostname is not None, member   # a started node
         self.network.connect(member.container_id, network_aliases=[member.hostname])
         member.wait_ready()
         self.wait_formed()
 
-    def _close_shared(self):
+    def _close_shared(self) -> None:
         from workqueue.testing.container import remove_until_gone
         network_id = self.network.id
         remove_until_gone("network", lambda client: client.networks.get(network_id).remove(),
                           self.network.name)
+
+
+def _container(member: Broker) -> ContainerBroker:
+    """A member of a ContainerCluster as what it is (a container has a network to leave)."""
+    from workqueue.testing.container import ContainerBroker
+    assert isinstance(member, ContainerBroker), member
+    return member

@@ -6,9 +6,13 @@ scripts/rabbitmq-image.sh where it cannot. Ports are published on fixed 127.0.0.
 the URL survives `docker stop`/`kill`/`start`.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 # testcontainers reads these once at import. Ryuk (the reaper container) cannot be pulled here:
 # every container is removed by id in close(), and those of an owner killed outright by
@@ -27,15 +31,15 @@ DEFAULT_IMAGE = "rabbitmq:4.1.4-management"
 OWNER_LABEL = "workqueue.owner-pid"
 
 
-def reap_orphans():
+def reap_orphans() -> list[str]:
     """Remove the containers of throwaway brokers whose owner process is gone (killed
     outright, so it could not close them): the job testcontainers' Ryuk would do, were its
     image at hand here. Returns the ids removed."""
     import docker
     client = docker_client()
-    removed = []
+    removed: list[str] = []
     try:
-        found = []
+        found: list[Any] = []
         for _ in range(3):
             try:
                 found = client.containers.list(all=True, filters={"label": OWNER_LABEL})
@@ -47,25 +51,28 @@ def reap_orphans():
             # Removed as every container of the harness is: tried again on a timeout (a removal
             # on the vfs driver outlasts the client's 10 s under load) or a 409 (another
             # process reaping the same orphan), until gone.
-            if pid and not alive(pid) and remove_until_gone(
-                    "container", lambda c, cid=container.id: c.containers.get(cid).remove(force=True, v=True),
-                    container.short_id):
+            if pid and not alive(pid) and remove_until_gone("container", _remover(container.id), container.short_id):
                 removed.append(container.id)
     finally:
         client.close()
     return removed
 
 
-def _docker_container_class():
+def _remover(container_id: str) -> Callable[[Any], object]:
+    """How to remove one container, by id, with a client remove_until_gone gives."""
+    return lambda client: client.containers.get(container_id).remove(force=True, v=True)
+
+
+def _docker_container_class() -> Any:
     from testcontainers.core.container import DockerContainer
     return DockerContainer
 
 
-def image_from_env():
+def image_from_env() -> str:
     return os.environ.get("WORKQUEUE_RABBITMQ_IMAGE") or DEFAULT_IMAGE
 
 
-def docker_client(timeout=10):
+def docker_client(timeout: int = 10) -> Any:
     import docker
     return docker.from_env(timeout=timeout)
 
@@ -75,7 +82,7 @@ def docker_client(timeout=10):
 REMOVE_SECONDS = 120
 
 
-def remove_until_gone(kind, remove, what):
+def remove_until_gone(kind: str, remove: Callable[[Any], object], what: str) -> bool:
     """Call ``remove(client)`` until the thing is gone (removed, or not found), trying again on
     any other error until REMOVE_SECONDS have passed; then log a warning. True when gone."""
     import docker
@@ -97,7 +104,7 @@ def remove_until_gone(kind, remove, what):
         time.sleep(1)                   # back-off between attempts, not a synchronisation
 
 
-def docker_available():
+def docker_available() -> bool:
     try:
         client = docker_client()
         try:
@@ -108,7 +115,7 @@ def docker_available():
         return False
 
 
-def require_docker():
+def require_docker() -> None:
     if not docker_available():
         where = os.environ.get("DOCKER_HOST", "the default socket")
         raise NoBroker(f"--broker=container needs a Docker engine: none answered at {where} "
@@ -125,7 +132,8 @@ class ContainerBroker(Broker):
 
     kind = "container"
 
-    def __init__(self, *, image=None, network=None, hostname=None, cookie=None, **kwargs):
+    def __init__(self, *, image: str | None = None, network: Any = None, hostname: str | None = None,
+                 cookie: str | None = None, **kwargs: Any):
         require_docker()
         super().__init__(**kwargs)
         from testcontainers.community.rabbitmq import RabbitMqContainer
@@ -133,17 +141,18 @@ class ContainerBroker(Broker):
         self.image = image or image_from_env()
         self.cookie = cookie
         self.hostname = hostname
-        self.node_name = f"rabbit@{hostname}" if hostname else None
+        self.node_name = f"rabbit@{hostname}" if hostname else ""    # a lone container: not needed
         conf = COMMON_CONF + (self.extra_conf or "")
         container = RabbitMqContainer(self.image, username=self.username, password=self.password)
         # Publish on fixed loopback ports: the address then survives stop/kill/start.
-        container.ports["5672"] = ("127.0.0.1", self.port)
-        container.ports["15672"] = ("127.0.0.1", self.management_port)
+        # (the Docker SDK takes (host address, port); testcontainers types the value as a port)
+        container.ports["5672"] = ("127.0.0.1", self.port)  # type: ignore[assignment]
+        container.ports["15672"] = ("127.0.0.1", self.management_port)  # type: ignore[assignment]
         container.with_env("RABBITMQ_EXTRA_CONF", conf)                    # workqueue images
         container.with_copy_into_container(conf.encode(), "/etc/rabbitmq/conf.d/90-workqueue.conf")
-        create = {"labels": {OWNER_LABEL: str(os.getpid())}}
+        create: dict[str, Any] = {"labels": {OWNER_LABEL: str(os.getpid())}}
         if network is not None:
-            container.with_network(network).with_network_aliases(hostname)
+            container.with_network(network).with_network_aliases(hostname or "")
             create["hostname"] = hostname
             container.with_env("RABBITMQ_NODENAME", self.node_name)
         container.with_kwargs(**create)
@@ -151,21 +160,21 @@ class ContainerBroker(Broker):
             container.with_env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", f"-setcookie {cookie}")
         self._container = container
         self._created = False
-        self._id = None
+        self._id: str | None = None
 
     @property
-    def _wrapped(self):
+    def _wrapped(self) -> Any:
         return self._container.get_wrapped_container()
 
     @property
-    def container_id(self):
+    def container_id(self) -> str | None:
         if not self._created:
             return None
         if self._id is None:
             self._id = self._container.get_container_id()
         return self._id
 
-    def _start(self):
+    def _start(self) -> None:
         try:
             if not self._created:
                 reap_orphans()                          # containers of killed owners
@@ -181,7 +190,7 @@ class ContainerBroker(Broker):
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
                               f"last log lines:\n{self.logs(tail=30)}") from None
 
-    def _exited(self):
+    def _exited(self) -> bool:
         import docker
         try:
             self._wrapped.reload()
@@ -193,16 +202,16 @@ class ContainerBroker(Broker):
             # exited; the readiness probe's deadline still ends a start that never comes.
             return False
 
-    def _stop(self):
+    def _stop(self) -> None:
         self._wrapped.stop(timeout=60)
 
-    def _pause(self):
+    def _pause(self) -> None:
         self._wrapped.pause()
 
-    def _resume(self):
+    def _resume(self) -> None:
         self._wrapped.unpause()
 
-    def _kill(self):
+    def _kill(self) -> None:
         self._wrapped.reload()
         if self._wrapped.status == "paused":               # docker kills no paused container
             self._wrapped.unpause()
@@ -211,36 +220,35 @@ class ContainerBroker(Broker):
             self._wrapped.kill()
         self._wrapped.wait(timeout=60)
 
-    def close(self):
+    def close(self) -> None:
         if self._created and self._container._container is not None:
-            container_id = self.container_id
-            remove_until_gone("container", lambda client: client.containers.get(container_id).remove(
-                force=True, v=True), container_id[:12])
+            container_id = self.container_id or ""
+            remove_until_gone("container", _remover(container_id), container_id[:12])
             self._container.get_docker_client().client.close()
 
-    def listening_on(self):
+    def listening_on(self) -> dict[int, set[str]]:
         self._wrapped.reload()
         bindings = self._wrapped.attrs["HostConfig"]["PortBindings"] or {}
-        found = {}
+        found: dict[int, set[str]] = {}
         for binding in bindings.values():
             for b in binding or []:
                 found.setdefault(int(b["HostPort"]), set()).add(b["HostIp"] or "0.0.0.0")
         return found
 
-    def own_leftovers(self):
+    def own_leftovers(self) -> list[str]:
         if not self._created:
             return []
         import docker
         client = docker_client()
         try:
             client.containers.get(self.container_id)
-            return [f"container {self.container_id[:12]}"]
+            return [f"container {(self.container_id or '')[:12]}"]
         except docker.errors.NotFound:
             return []
         finally:
             client.close()
 
-    def ctl(self, *args):
+    def ctl(self, *args: str) -> str:
         cookie = ["--erlang-cookie", self.cookie] if self.cookie else []
         result = self._wrapped.exec_run(["rabbitmqctl", *cookie, *args], demux=True)
         stdout, stderr = result.output
@@ -249,7 +257,7 @@ class ContainerBroker(Broker):
             raise BrokerError(f"rabbitmqctl {args[0]} failed: {last}")
         return (stdout or b"").decode(errors="replace")
 
-    def logs(self, tail=200):
+    def logs(self, tail: int = 200) -> str:
         if not self._created or self._container._container is None:
             return "(container not created)"
         try:

@@ -5,6 +5,8 @@ Everything lives under one temporary directory: data (mnesia), logs, config, the
 and nothing is left behind. Starting again on the same data after a kill is crash recovery.
 """
 
+from __future__ import annotations
+
 import functools
 import os
 import shutil
@@ -14,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, port_open, wait_until
 
@@ -27,12 +30,12 @@ OWNER_FILE = "owner.pid"
 DIR_PREFIX = "workqueue-node-"
 
 
-def reap_orphan_dirs(parent=None, prefix=DIR_PREFIX):
+def reap_orphan_dirs(parent: str | os.PathLike[str] | None = None, prefix: str = DIR_PREFIX) -> list[Path]:
     """Remove the directories (``prefix``: of throwaway nodes, or of soaks) whose owner process
     is gone and whose node, if any, is not running (an owner killed outright could not remove its
     own). Returns the paths."""
     from workqueue.testing.processes import alive
-    removed = []
+    removed: list[Path] = []
     for path in Path(parent or tempfile.gettempdir()).glob(prefix + "*"):
         try:
             owner = int((path / OWNER_FILE).read_text())
@@ -40,6 +43,7 @@ def reap_orphan_dirs(parent=None, prefix=DIR_PREFIX):
             continue                    # being made (no owner yet), or not one of ours
         if alive(owner):
             continue
+        node: int | None
         try:
             node = int((path / "rabbit.pid").read_text())
         except (OSError, ValueError):
@@ -51,18 +55,18 @@ def reap_orphan_dirs(parent=None, prefix=DIR_PREFIX):
     return removed
 
 
-def node_available():
+def node_available() -> bool:
     return os.path.exists(SERVER) and os.path.exists(CTL)
 
 
-def require_node():
+def require_node() -> None:
     if not node_available():
         raise NoBroker(f"--broker=node needs Debian's rabbitmq-server: {SERVER} not found "
                        "(apt-get install rabbitmq-server)")
 
 
 @functools.cache
-def _executor_class():
+def _executor_class() -> Any:
     """pytest-rabbitmq's executor with our environment (imported on first use: the test extra)."""
     from mirakuru.exceptions import ProcessExitedWithError
     from pytest_rabbitmq.factories.executor import RabbitMqExecutor
@@ -70,7 +74,7 @@ def _executor_class():
     class _Executor(RabbitMqExecutor):
         """RabbitMqExecutor with the extra environment a private, loopback-only node needs."""
 
-        def __init__(self, extra_env, console_log, **kwargs):
+        def __init__(self, extra_env: dict[str, str], console_log: Any, **kwargs: Any):
             super().__init__(**kwargs)
             self._envvars.update(extra_env)     # ours win over RabbitMqExecutor's plugin file and log base
             # The console (boot banner, config errors) goes to a file: a pipe nobody reads would
@@ -78,7 +82,7 @@ def _executor_class():
             self._stdout = console_log
             self._stderr = subprocess.STDOUT
 
-        def check_subprocess(self):
+        def check_subprocess(self) -> bool:
             # rabbitmq-server exits 0 when its boot fails; mirakuru only gives up on a non-zero
             # exit and would wait for the port until the timeout.
             if self.process is not None and self.process.poll() == 0:
@@ -88,9 +92,9 @@ def _executor_class():
     return _Executor
 
 
-def listening_sockets():
+def listening_sockets() -> set[tuple[str, int]]:
     """(address, port) of every TCP socket listening on this machine (from /proc/net)."""
-    found = set()
+    found: set[tuple[str, int]] = set()
     for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
         try:
             with open(table) as f:
@@ -113,12 +117,12 @@ class Epmd:
     """A private Erlang port mapper on its own loopback port (one per node, or one per cluster:
     clustered nodes find each other through the same epmd)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.port = free_port()
-        self.process = None
+        self.process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()       # a cluster's nodes start in parallel: one epmd only
 
-    def ensure(self):
+    def ensure(self) -> None:
         """Start it unless it runs, and wait until it listens (a node that finds no epmd starts
         its own ``epmd -daemon``)."""
         with self._lock:
@@ -127,20 +131,20 @@ class Epmd:
             epmd = next((p for p in EPMD_CANDIDATES if os.path.exists(p)), shutil.which("epmd"))
             if epmd is None:
                 raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
-            self.process = subprocess.Popen(
+            process = self.process = subprocess.Popen(
                 [epmd, "-port", str(self.port), "-address", "127.0.0.1"],
                 env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda: port_open(self.port) or self.process.poll() is not None, 30,
+            wait_until(lambda: port_open(self.port) or process.poll() is not None, 30,
                        f"epmd to listen on 127.0.0.1:{self.port}", 0.02)
-            if self.process.poll() is not None:
-                raise BrokerError(f"epmd could not listen on 127.0.0.1:{self.port} (exit {self.process.returncode})")
+            if process.poll() is not None:
+                raise BrokerError(f"epmd could not listen on 127.0.0.1:{self.port} (exit {process.returncode})")
 
     @property
-    def pid(self):
+    def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    def close(self):
+    def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
@@ -152,12 +156,12 @@ class Epmd:
             except ProcessLookupError:
                 pass
 
-    def strays(self):
+    def strays(self) -> list[int]:
         """Pids of epmd processes, other than the one this object runs, on its private port:
         started with ``-port <port>`` or with ERL_EPMD_PORT=<port> in their environment."""
         port = str(self.port).encode()
         mine = b"ERL_EPMD_PORT=" + port
-        found = []
+        found: list[int] = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or (self.process is not None and int(entry) == self.process.pid
                                        and self.process.poll() is None):
@@ -186,7 +190,8 @@ class NodeBroker(Broker):
 
     kind = "node"
 
-    def __init__(self, *, base_dir=None, node_name=None, epmd=None, cookie=None, **kwargs):
+    def __init__(self, *, base_dir: str | os.PathLike[str] | None = None, node_name: str | None = None,
+                 epmd: Epmd | None = None, cookie: str | None = None, **kwargs: Any):
         require_node()
         super().__init__(**kwargs)
         self._own_dir = base_dir is None
@@ -233,7 +238,7 @@ class NodeBroker(Broker):
             path=self.base, plugin_path=self.base, node_name=self.node_name)
         self._executor._timeout = self.startup_timeout
 
-    def _write_config(self):
+    def _write_config(self) -> None:
         (self.base / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             f"management.tcp.ip = 127.0.0.1\n"
@@ -248,7 +253,7 @@ class NodeBroker(Broker):
         (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
 
     # -- hooks ----------------------------------------------------------------------------
-    def _start(self):
+    def _start(self) -> None:
         self.epmd.ensure()
         try:
             self._executor.start()
@@ -257,35 +262,35 @@ class NodeBroker(Broker):
             raise BrokerError(f"rabbitmq-server node {self.node_name} failed to start "
                               f"({type(exc).__name__}); last log lines:\n{self.logs(tail=30)}") from None
 
-    def _exited(self):
+    def _exited(self) -> bool:
         return not self._executor.running()
 
-    def _stop(self):
+    def _stop(self) -> None:
         self._executor.stop(stop_signal=signal.SIGTERM)
 
-    def _kill(self):
+    def _kill(self) -> None:
         self._executor.kill(wait=True, sig=signal.SIGKILL)      # also ends a paused (stopped) VM
 
     @property
-    def pid(self):
+    def pid(self) -> int | None:
         process = self._executor.process
         return process.pid if process is not None else None
 
-    def _vm_pids(self):
+    def _vm_pids(self) -> list[int]:
         """The Erlang VM (beam.smp) of this node and its helper processes (the started
         process and everything below it)."""
         from workqueue.testing.processes import descendants
         return [] if self.pid is None else [self.pid, *descendants(self.pid)]
 
-    def _pause(self):
+    def _pause(self) -> None:
         for pid in self._vm_pids():
             os.kill(pid, signal.SIGSTOP)
 
-    def _resume(self):
+    def _resume(self) -> None:
         for pid in self._vm_pids():
             os.kill(pid, signal.SIGCONT)
 
-    def close(self):
+    def close(self) -> None:
         try:
             if self._executor.running():
                 self._executor.kill(wait=True, sig=signal.SIGKILL)
@@ -296,23 +301,23 @@ class NodeBroker(Broker):
             if self._own_dir:
                 shutil.rmtree(self.base, ignore_errors=True)
 
-    def ctl(self, *args):
+    def ctl(self, *args: str) -> str:
         result = subprocess.run([CTL, "-n", self.node_name, *args], env={**os.environ, **self.env},
                                 capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise BrokerError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
         return result.stdout
 
-    def listening_on(self):
+    def listening_on(self) -> dict[int, set[str]]:
         ports = {self.port, self.management_port, self.dist_port, self.epmd_port}
-        found = {port: set() for port in ports}
+        found: dict[int, set[str]] = {port: set() for port in ports}
         for address, port in listening_sockets():
             if port in found:
                 found[port].add(address)
         return found
 
-    def own_leftovers(self):
-        out = []
+    def own_leftovers(self) -> list[str]:
+        out: list[str] = []
         process = self._executor.process
         if process is not None and process.poll() is None:
             out.append(f"rabbitmq-server pid {process.pid}")
@@ -324,7 +329,7 @@ class NodeBroker(Broker):
             out.append(f"directory {self.base}")
         return out
 
-    def logs(self, tail=200):
+    def logs(self, tail: int = 200) -> str:
         """The node's log; its console output (where boot errors go) when the log is empty."""
         for path in (self.log_file, self.console_log):
             try:

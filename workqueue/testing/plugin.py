@@ -25,18 +25,27 @@ When no broker can be had, a test that asks for one fails with one line saying h
 ``require_broker(config)`` makes the whole run fail at its start instead.
 """
 
+from __future__ import annotations
+
 import os
 import sys
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from workqueue.testing import BACKENDS
 from workqueue.testing.scheduling import on_cluster
 
-_STATE = pytest.StashKey[dict]()
+if TYPE_CHECKING:
+    from workqueue.testing.base import Broker, Target
+    from workqueue.testing.cluster import Cluster
+    from workqueue.testing.processes import WorkerPool
+
+_STATE = pytest.StashKey[dict[str, Any]]()
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("workqueue", "workqueue: throwaway RabbitMQ brokers")
     group.addoption("--broker", choices=BACKENDS, default=os.environ.get("WORKQUEUE_BROKER") or None,
                     help="broker backend (env WORKQUEUE_BROKER; default auto: container if a "
@@ -47,7 +56,7 @@ def pytest_addoption(parser):
                          "http://<host>:15672 unless WORKQUEUE_MANAGEMENT_URL says otherwise)")
 
 
-def pytest_configure(config):
+def pytest_configure(config: pytest.Config) -> None:
     config.stash.setdefault(_STATE, {})
     for line in ("broker_control: stops, crashes or restarts the broker (not possible on --broker=url)",
                  "cluster: runs on a 3-node cluster (started once, by the first test that needs it)",
@@ -60,7 +69,7 @@ def pytest_configure(config):
         require_broker(config)
 
 
-def require_broker(config):
+def require_broker(config: pytest.Config) -> str:
     """Choose the backend now; a run that cannot have a broker ends with one line."""
     try:
         return backend(config)
@@ -68,7 +77,7 @@ def require_broker(config):
         raise pytest.UsageError(str(exc)) from None
 
 
-def backend(config):
+def backend(config: pytest.Config) -> str:
     """The backend of this run, chosen once (raises NoBroker when none can be had)."""
     state = config.stash.setdefault(_STATE, {})
     if "backend" not in state:
@@ -76,10 +85,10 @@ def backend(config):
         if config.option.broker_url:
             os.environ["WORKQUEUE_BROKER_URL"] = config.option.broker_url
         state["backend"] = choose_backend(config.option.broker or "auto")
-    return state["backend"]
+    return str(state["backend"])
 
 
-def _backend_or_fail(config):
+def _backend_or_fail(config: pytest.Config) -> str:
     """The backend, or the asking test fails with the one line saying how to get a broker."""
     from workqueue.testing import BrokerError
     try:
@@ -88,7 +97,7 @@ def _backend_or_fail(config):
         pytest.fail(str(exc), pytrace=False)
 
 
-def _session_once(config, key, what, make):
+def _session_once(config: pytest.Config, key: str, what: str, make: Callable[[], Target]) -> Any:
     """Start the session's broker or cluster once; later calls return it (or fail the same way)."""
     from workqueue.testing import BrokerError
     state = config.stash.setdefault(_STATE, {})
@@ -105,7 +114,7 @@ def _session_once(config, key, what, make):
     return state[key]
 
 
-def session_broker(config):
+def session_broker(config: pytest.Config) -> Broker:
     """The session's broker (booted on first use)."""
     from workqueue.testing import make_broker
     kind = _backend_or_fail(config)
@@ -113,7 +122,7 @@ def session_broker(config):
                          lambda: make_broker(kind, url=config.option.broker_url))
 
 
-def session_cluster(config):
+def session_cluster(config: pytest.Config) -> Cluster:
     """The session's 3-node cluster (booted on first use)."""
     from workqueue.testing import make_cluster
     kind = _backend_or_fail(config)
@@ -123,7 +132,7 @@ def session_cluster(config):
 _FACTS_KEY = "workqueue_run_facts"
 
 
-def run_facts(config):
+def run_facts(config: pytest.Config) -> dict[str, Any] | None:
     """What this run ran against: ``{"backend": ..., "rabbitmq": "4.3.6", "image": ...}`` (the
     version and image only once a broker was started; under pytest-xdist, gathered from the
     test processes when they end). None before the backend is chosen."""
@@ -143,10 +152,10 @@ def run_facts(config):
     return facts or None
 
 
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workerinput"):                  # a pytest-xdist test process
-        config.workeroutput[_FACTS_KEY] = run_facts(config)
+        config.workeroutput[_FACTS_KEY] = run_facts(config)  # type: ignore[attr-defined]
         # Close the brokers now, before pytest-xdist tells the controller that this process is
         # done: the controller then ends its test processes within seconds, and a removal cut
         # short there left a container behind (seen at the end of a 6-process run).
@@ -154,7 +163,7 @@ def pytest_sessionfinish(session):
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
+def pytest_testnodedown(node: Any, error: object) -> None:
     """pytest-xdist: keep the facts of each test process that started a broker."""
     facts = getattr(node, "workeroutput", {}).get(_FACTS_KEY)
     if facts:
@@ -163,18 +172,18 @@ def pytest_testnodedown(node, error):
             state.setdefault("facts", {}).setdefault(key, value)
 
 
-def pytest_terminal_summary(terminalreporter, config):
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     facts = run_facts(config)
     if facts and facts.get("rabbitmq"):
         image = f", image {facts['image']}" if facts.get("image") else ""
         terminalreporter.write_line(f"workqueue: RabbitMQ {facts['rabbitmq']} ({facts['backend']}{image})")
 
 
-def pytest_unconfigure(config):
+def pytest_unconfigure(config: pytest.Config) -> None:
     _close_session_targets(config)
 
 
-def _close_session_targets(config):
+def _close_session_targets(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, {})
     for key in ("cluster", "broker"):
         target = state.pop(key, None)
@@ -186,25 +195,25 @@ def _close_session_targets(config):
 
 
 @pytest.fixture(scope="session")
-def broker_backend(request):
+def broker_backend(request: pytest.FixtureRequest) -> str:
     """The backend of this run: node, container or url."""
     return _backend_or_fail(request.config)
 
 
 @pytest.fixture(scope="session")
-def broker(request):
+def broker(request: pytest.FixtureRequest) -> Broker:
     """The session's throwaway broker (or the user's, with --broker=url)."""
     return session_broker(request.config)
 
 
 @pytest.fixture(scope="session")
-def cluster(request):
+def cluster(request: pytest.FixtureRequest) -> Cluster:
     """The session's throwaway 3-node cluster, started by the first test that needs it."""
     return session_cluster(request.config)
 
 
 @pytest.fixture
-def vhost(broker):
+def vhost(broker: Broker) -> Generator[str]:
     """A fresh virtual host: every test declares its queues anew."""
     from workqueue.testing import scenario_vhost
     with scenario_vhost(broker) as name:
@@ -212,12 +221,12 @@ def vhost(broker):
 
 
 @pytest.fixture
-def amqp_url(broker, vhost):
+def amqp_url(broker: Broker, vhost: str) -> str:
     return broker.url(vhost)
 
 
 @pytest.fixture
-def worker_pool(amqp_url):
+def worker_pool(amqp_url: str) -> Generator[WorkerPool]:
     """Worker processes on the test's vhost; any still running at the end are killed."""
     from workqueue.testing.processes import WorkerPool
     pool = WorkerPool(amqp_url)
@@ -226,7 +235,7 @@ def worker_pool(amqp_url):
 
 
 @pytest.hookimpl(tryfirst=True)      # before the tests are handed out
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect tests of the other RabbitMQ major; skip what the backend cannot do (broker
     control on --broker=url, partitions off the container backend), with the reason. The
     order of the tests is the project's own (workqueue.testing.scheduling is opt-in)."""
@@ -267,7 +276,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Attach the broker's log to a failing test's report."""
     report = yield
     if report.failed:
@@ -279,6 +288,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> str | None:
     kind = config.stash.get(_STATE, {}).get("backend")
     return f"workqueue broker backend: {kind}" if kind else None

@@ -4,6 +4,8 @@ A kill is a real kill (SIGKILL of the process), a freeze a real SIGSTOP. Every w
 deadline and, when it runs out, says what it waited for and what the worker printed.
 """
 
+from __future__ import annotations
+
 import ast
 import contextlib
 import ctypes
@@ -14,11 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent():
+def die_with_parent() -> None:
     """``preexec_fn`` for a child process: SIGTERM it when its parent dies, even by SIGKILL
     (Linux prctl PR_SET_PDEATHSIG), so that no worker runs on after the tool that started it.
     A worker takes SIGTERM as "finish the current task and exit"."""
@@ -28,7 +34,7 @@ def die_with_parent():
         pass
 
 
-def child_env(extra=None):
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a command the harness starts: this process's without any WORKQUEUE_*
     variable (a command gets its broker, queue and options from the harness, never from the
     user's shell: WORKQUEUE_MANAGEMENT_URL or WORKQUEUE_URL set there would point it elsewhere),
@@ -38,13 +44,13 @@ def child_env(extra=None):
     return env
 
 
-def _stat(pid):
+def _stat(pid: int | str) -> list[str]:
     """The fields of /proc/<pid>/stat after the command name: state, ppid, ..."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()
 
 
-def alive(pid):
+def alive(pid: int) -> bool:
     """True while process ``pid`` exists and is not a zombie (one that another user owns counts)."""
     try:
         os.kill(pid, 0)
@@ -58,12 +64,12 @@ def alive(pid):
         return True
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt()
 
 
 @contextlib.contextmanager
-def stopped_by_signals(prog):
+def stopped_by_signals(prog: str) -> Iterator[None]:
     """SIGTERM acts as Ctrl+C inside the block: the with-statements in it close what they
     started (brokers, workers) on the way out; then one line on stderr and exit 130.
 
@@ -88,10 +94,11 @@ def stopped_by_signals(prog):
 RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redelivered\))?$")
 
 
-def finished_tasks(lines):
+def finished_tasks(lines: Sequence[str]) -> list[Any]:
     """Bodies of the tasks a worker's output shows done: each Received line followed by its
     Done line (a task received again after a reconnect counts once more when done again)."""
-    done, current = [], None
+    done: list[Any] = []
+    current: str | None = None
     for line in lines:
         m = RECEIVED.search(line)
         if m:
@@ -121,21 +128,25 @@ class WorkerProcess:
     they go to that file instead, both, and are read from it when asked (a soak's workers
     print thousands of lines a second, which no thread of the soak should have to read)."""
 
-    def __init__(self, name, url, *options, env=None, cwd=None, on_line=None, output=None):
+    def __init__(self, name: str, url: str | Sequence[str], *options: str, env: dict[str, str] | None = None,
+                 cwd: str | None = None, on_line: Callable[[str], object] | None = None,
+                 output: str | None = None):
         self.name = name
         self.options = list(options)
         self.on_line = on_line   # called with each stdout line as it arrives (the demo prints them)
         self.output = output
-        self.lines = []          # stdout, without the name prefix (empty with ``output``)
-        self.errors = []         # stderr (empty with ``output``)
+        self.lines: list[str] = []          # stdout, without the name prefix (empty with ``output``)
+        self.errors: list[str] = []         # stderr (empty with ``output``)
         self._cond = threading.Condition()
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
         command = [sys.executable, "-u", "-m", "workqueue.worker", *options]
         env = child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
                          "PYTHONUNBUFFERED": "1"})
+        self.command = command
+        self.process: subprocess.Popen[Any]
         if output is not None:
-            with open(output, "ab") as sink:
-                self.process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            with open(output, "ab") as file:
+                self.process = subprocess.Popen(command, env=env, stdout=file, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, cwd=cwd, preexec_fn=die_with_parent)
             self._streams_closed = 2
             return
@@ -145,7 +156,7 @@ class WorkerProcess:
         for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
             threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
 
-    def output_lines(self):
+    def output_lines(self) -> list[str]:
         """What it printed so far: stdout, or with ``output`` everything in that file."""
         if self.output is None:
             with self._cond:
@@ -156,7 +167,7 @@ class WorkerProcess:
         except OSError:
             return []
 
-    def _read(self, stream, sink):
+    def _read(self, stream: IO[str], sink: list[str]) -> None:
         for line in stream:
             line = line.rstrip("\n")
             if self.on_line is not None and sink is self.lines:
@@ -169,17 +180,17 @@ class WorkerProcess:
             self._cond.notify_all()
 
     @property
-    def pid(self):
+    def pid(self) -> int:
         return self.process.pid
 
-    def option(self, name, default=None):
+    def option(self, name: str, default: str | None = None) -> str | None:
         """The value given to ``name`` on its command line (the last, if given twice)."""
-        argv = self.process.args
+        argv = self.command
         values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
         return values[-1] if values else default
 
     # -- waiting --------------------------------------------------------------------------
-    def wait_for(self, predicate, timeout, what):
+    def wait_for(self, predicate: Callable[[list[str]], T], timeout: float, what: str) -> T:
         """Wait until ``predicate(lines)`` is truthy; return its value."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -202,21 +213,21 @@ class WorkerProcess:
                 # A file is read again every 0.2 s; lines read from a pipe notify the condition.
                 self._cond.wait(min(remaining, 0.5 if self.output is None else 0.2))
 
-    def wait_for_line(self, text, timeout=30, count=1):
+    def wait_for_line(self, text: str, timeout: float = 30, count: int = 1) -> bool:
         return self.wait_for(lambda lines: sum(text in line for line in lines) >= count, timeout,
                              f"{count} line(s) containing {text!r}")
 
-    def wait_consuming(self, timeout=30, count=1):
+    def wait_consuming(self, timeout: float = 30, count: int = 1) -> bool:
         return self.wait_for_line("[*] Waiting for messages", timeout, count)
 
-    def wait_received(self, body, timeout=30):
+    def wait_received(self, body: str, timeout: float = 30) -> bool:
         return self.wait_for(lambda _lines: body in self.received(), timeout, f"task {body!r}")
 
-    def wait_done(self, count, timeout=60):
+    def wait_done(self, count: int, timeout: float = 60) -> bool:
         return self.wait_for(lambda lines: sum("[x] Done" in line for line in lines) >= count,
                              timeout, f"{count} task(s) done")
 
-    def wait_exit(self, timeout=30):
+    def wait_exit(self, timeout: float = 30) -> int:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -224,9 +235,9 @@ class WorkerProcess:
                                f"it printed {self.lines[-10:]!r}") from None
 
     # -- what it did ----------------------------------------------------------------------
-    def deliveries(self):
+    def deliveries(self) -> list[tuple[Any, bool]]:
         """[(body, redelivered)] in the order received."""
-        out = []
+        out: list[tuple[Any, bool]] = []
         for line in self.output_lines():
             m = RECEIVED.search(line)
             if m:
@@ -237,30 +248,30 @@ class WorkerProcess:
                 out.append((body, bool(m.group("redelivered"))))
         return out
 
-    def received(self):
+    def received(self) -> list[Any]:
         return [body for body, _ in self.deliveries()]
 
-    def finished(self):
+    def finished(self) -> list[Any]:
         """Bodies of the tasks it did to the end (a Received line followed by its Done line)."""
         return finished_tasks(self.output_lines())
 
-    def consuming_count(self):
+    def consuming_count(self) -> int:
         """How often it started consuming: 1, plus one for each reconnect."""
         return sum("[*] Waiting for messages" in line for line in self.output_lines())
 
-    def done_count(self):
+    def done_count(self) -> int:
         return sum("[x] Done" in line for line in self.output_lines())
 
     # -- signals --------------------------------------------------------------------------
-    def signal(self, sig):
+    def signal(self, sig: int) -> None:
         if self.process.poll() is None:
             os.kill(self.pid, sig)
 
-    def kill(self):
+    def kill(self) -> None:
         self.signal(signal.SIGKILL)
         self.process.wait(30)
 
-    def close(self):
+    def close(self) -> None:
         if self.process.poll() is None:
             self.signal(signal.SIGCONT)
             self.signal(signal.SIGKILL)
@@ -270,34 +281,35 @@ class WorkerProcess:
 class WorkerPool:
     """The worker processes of one scenario, by name; close() kills any still running."""
 
-    def __init__(self, url, default_options=(), env=None, on_line=None):
+    def __init__(self, url: str | Sequence[str], default_options: Sequence[str] = (),
+                 env: dict[str, str] | None = None, on_line: Callable[[str], object] | None = None):
         self.url = url
         self.default_options = list(default_options)
         self.env = env
         self.on_line = on_line
-        self.workers = {}
+        self.workers: dict[str, WorkerProcess] = {}
 
-    def start(self, name, *options, url=None):
+    def start(self, name: str, *options: str, url: str | Sequence[str] | None = None) -> WorkerProcess:
         worker = WorkerProcess(name, url or self.url, "--name", name, *self.default_options,
                                *options, env=self.env, on_line=self.on_line)
         self.workers[name] = worker
         return worker
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> WorkerProcess:
         return self.workers[name]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[WorkerProcess]:
         return iter(self.workers.values())
 
-    def close(self):
+    def close(self) -> None:
         for worker in self.workers.values():
             worker.close()
 
 
-def descendants(pid):
+def descendants(pid: int) -> list[int]:
     """Pids of every process below ``pid``, read from /proc (a process that ends meanwhile is
     left out)."""
-    children = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -305,7 +317,8 @@ def descendants(pid):
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             out.append(child)

@@ -8,6 +8,10 @@ are created per scenario. Nothing here can stop, crash or restart that broker: s
 need to are skipped on this backend, with a reason naming the option that enables them.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from workqueue.management import Management
 from workqueue.testing.base import Broker, BrokerError
 from workqueue.urls import parameters_from_url
@@ -17,20 +21,20 @@ class UrlBroker(Broker):
     kind = "url"
     controllable = False
 
-    def __init__(self, url, management_url=None, **kwargs):
+    def __init__(self, url: str, management_url: str | None = None, **kwargs: Any):
         params = parameters_from_url(url)
         super().__init__(port=params.port, management_port=None, **kwargs)
-        self.host = params.host
+        self.host = str(params.host)
         self._management_url = management_url or f"http://{self.host}:15672"
         self._admin = Management(self._management_url, params.credentials.username,
                                  params.credentials.password)
         self._user_made = False
 
     @property
-    def management_url(self):
+    def management_url(self) -> str:
         return self._management_url
 
-    def _start(self):
+    def _start(self) -> None:
         try:
             self._admin.overview()
             if not self._user_made:
@@ -45,7 +49,7 @@ class UrlBroker(Broker):
             raise BrokerError(f"no broker answered at {self.host}:{self.port} (AMQP) and "
                               f"{self._management_url} (management API)")
 
-    def close(self):
+    def close(self) -> None:
         if self._user_made:
             self._user_made = False
             try:

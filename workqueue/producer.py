@@ -198,6 +198,8 @@ class _Session:
             self.params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed)
         self.connection.ioloop.start()
+        if self.error is None and not self.ready:       # closed under us before it was ready
+            self.error = ConnectionLost(f"connection to {describe(self.params)} lost while opening")
         if self.error is not None:
             error, self.error = self.error, None
             self.close()
@@ -261,12 +263,16 @@ class _Session:
 
     # -- closing ------------------------------------------------------------------------------
     def _on_closed(self, _connection, reason):
-        self.ready = False
+        was_ready, self.ready = self.ready, False
         batch = self.batch
         if batch is not None and not batch.done:
             batch.fail(TaskNotConfirmed(
                 f"connection to {describe(self.params)} lost before {batch.unconfirmed} task(s) "
                 f"were confirmed, first {preview(batch.first_unconfirmed())}: {reason}"), lost=True)
+        elif not was_ready and self.error is None:
+            # Lost while opening (seen on 4.0.5: a node's EOF during a cluster's failover, before
+            # the channel opened): another node, or the same one later, may answer.
+            self.error = ConnectionLost(f"connection to {describe(self.params)} lost while opening: {reason}")
         self._stop()
 
     def _on_channel_closed(self, _channel, reason):

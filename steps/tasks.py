@@ -135,10 +135,12 @@ def _(broker, vhost, queue_spec, declared, count):
     # A small window keeps tasks in flight (sent, not yet confirmed) when the broker dies.
     producer = Producer(broker.params(vhost), queue_spec, window=100, reconnect_timeout=DEADLINE)
 
-    def crash(_struck):
+    def crash(struck):
         declared.wait_settled()
-        broker.crash_and_recover()
-    return send_through(count, producer, crash)
+        broker.kill()
+        struck.set()                 # the producer goes on sending while the broker is down
+        broker.start()
+    return send_through(count, producer, crash, hold_until_struck=True)
 
 
 @when(parsers.parse("{count:d} tasks are sent while the broker is frozen for {seconds:d} seconds, "

@@ -5,6 +5,7 @@ error (exit 130 when interrupted, with one line).
 """
 
 import argparse
+import signal
 import sys
 import threading
 
@@ -70,6 +71,13 @@ def _scene(broker, params, options, tasks, seconds_per_dot, queue):
                             f"{total} tasks to be done")
         for w in workers:
             say(f" [demo] {w.name} did {w.received()}")
+        # Stopped as an operator would (SIGTERM: the current ack is sent, then exit 0): killed
+        # right after its last "Done", a worker could take that task's ack with it, and the
+        # task would show as ready again in "queues now" (seen 2026-12-02: "fair: 1 ready").
+        for w in workers:
+            w.signal(signal.SIGTERM)
+        for w in workers:
+            w.wait_exit(30)
     finally:
         pool.close()
 

@@ -17,8 +17,8 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="exit codes: 0 PASS; 1 FAIL (the checker's verdict, or a run that could "
                                        "not come to one); 2 bad usage, a fault the backend cannot make, or "
-                                       "a missing extra (test, plot); 3 the "
-                                       "broker could not be started; 130 interrupted (Ctrl+C, SIGTERM)")
+                                       "a missing extra (test, plot); 3 the broker could not be "
+                                       "started or did not answer; 130 interrupted (Ctrl+C, SIGTERM)")
     d = Config()
     p.add_argument("-n", type=int, default=d.n, help="tasks to publish, each uniquely numbered")
     p.add_argument("--workers", type=int, default=d.workers, help="worker processes running at any time")
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    from workqueue.errors import WorkqueueError
     from workqueue.testing import BrokerError, MissingExtra
     from workqueue.testing.processes import stopped_by_signals
     try:
@@ -88,7 +89,9 @@ def main(argv=None) -> int:
     except Unsupported as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
-    except BrokerError as exc:
+    except (BrokerError, WorkqueueError) as exc:
+        # The broker could not be started, or stopped answering before the run could begin
+        # (a vhost not created in time): one line, no traceback.
         print(f"{p.prog}: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
         return 3
     print(table(result), flush=True)

@@ -257,3 +257,18 @@ def test_partitions_need_a_cluster_exit_2_before_any_broker():
     run = subprocess.run([sys.executable, "-m", "soak", "--partitions", "1", "-n", "10"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--partitions needs --cluster" in run.stderr, run.stderr
+
+
+def test_a_broker_that_stops_answering_before_the_run_is_exit_3_in_one_line(monkeypatch, capsys):
+    # Seen in CI: the management API did not answer a vhost's creation in time; the soak
+    # printed a traceback. Now one line and exit 3, as for a broker that does not start.
+    import soak.run
+    from soak.__main__ import main
+    from workqueue.errors import BrokerUnreachable
+
+    def unreachable(config):
+        raise BrokerUnreachable("cannot reach the management API at http://127.0.0.1:1: timed out")
+    monkeypatch.setattr(soak.run, "run", unreachable)
+    assert main(["-n", "10", "--progress", "none"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["python -m soak: error: cannot reach the management API at http://127.0.0.1:1: timed out"], err

@@ -35,10 +35,6 @@ class Config:
         return {"kill": self.kills, "crash": self.crashes, "restart": self.restarts,
                 "pause": self.pauses, "partition": self.partitions}[kind]
 
-    @property
-    def broker_faults(self) -> int:
-        return sum(self.count(kind) for kind in FAULTS if kind != "kill")
-
     def problems(self) -> list[str]:
         """What makes this config unusable, one line each (empty: fine)."""
         out = []

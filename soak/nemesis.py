@@ -71,23 +71,24 @@ class Nemesis:
 
     # -- how a fault ends -----------------------------------------------------------------
     def _end(self, how, member, window, *args):
+        """End the fault with ``how``: in the background while other nodes carry the work."""
         if self.target.can_work_without(member):
             self._ending = threading.Thread(target=how, args=(member, window, *args), daemon=True)
             self._ending.start()
-        elif how == self._rejoin:
-            self.target.recover(member)
-            self.history.fault_end(window)
         else:
             how(member, window, *args)
 
     def _rejoin(self, member, window):
-        """A cluster's node stays down until the others have done more work, then rejoins."""
-        done_then = self.history.unique_done
-        try:
-            wait_until(lambda: self.history.unique_done >= min(done_then + max(self.n // 100, 1), self.confirmed()),
-                       60, f"work to go on without {member.node_name}")
-        except TimeoutError as exc:
-            self.problems.append(str(exc))
+        """A cluster's node stays down until the others have done more work, then rejoins; a
+        lone broker starts again at once (no work goes on without it)."""
+        if self.target.can_work_without(member):
+            done_then = self.history.unique_done
+            try:
+                wait_until(lambda: self.history.unique_done >= min(done_then + max(self.n // 100, 1),
+                                                                   self.confirmed()),
+                           60, f"work to go on without {member.node_name}")
+            except TimeoutError as exc:
+                self.problems.append(str(exc))
         self.target.recover(member)
         self.history.fault_end(window)
 

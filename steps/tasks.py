@@ -89,31 +89,26 @@ class Sending:
     error: Exception | None
 
 
-def send_through(count, producer, fault, hold_until_struck=False):
-    """Publish ``count`` tasks with ``producer`` (in a thread); ``fault()`` strikes once half
-    of them are confirmed. With ``hold_until_struck`` it strikes once half of them are handed
-    to the producer, and the second half is handed over only once it has struck (a producer
-    faster than the fault would otherwise be done before it: 2,000 tasks are confirmed in under
-    a second). What the producer did, once it is done (or two deadlines later)."""
+def send_through(count, producer, fault):
+    """Publish ``count`` tasks with ``producer`` (in a thread); ``fault(struck)`` strikes once
+    half of them are handed to the producer, and the second half is handed over only once it
+    sets ``struck`` (a producer faster than the fault would otherwise be done before it: 2,000
+    tasks are confirmed in under a second). What the producer did, once it is done (or two
+    deadlines later)."""
     tasks = [f"task {n}" for n in range(1, count + 1)]
     confirmed, errors, halfway, struck = [], [], threading.Event(), threading.Event()
 
     def bodies():
         for n, body in enumerate(tasks):
-            if hold_until_struck and n == count // 2:
+            if n == count // 2:
                 halfway.set()
                 struck.wait(DEADLINE)
             yield body
 
-    def on_confirm(body):
-        confirmed.append(body.decode())
-        if len(confirmed) == count // 2:
-            halfway.set()
-
     def produce():
         try:
             with producer:
-                producer.publish_many(bodies(), on_confirm=on_confirm)
+                producer.publish_many(bodies(), on_confirm=lambda body: confirmed.append(body.decode()))
         except Exception as exc:  # reported by the Then steps
             errors.append(exc)
         finally:
@@ -140,7 +135,7 @@ def _(broker, vhost, queue_spec, declared, count):
         broker.kill()
         struck.set()                 # the producer goes on sending while the broker is down
         broker.start()
-    return send_through(count, producer, crash, hold_until_struck=True)
+    return send_through(count, producer, crash)
 
 
 @when(parsers.parse("{count:d} tasks are sent while the broker is frozen for {seconds:d} seconds, "
@@ -161,7 +156,7 @@ def _(broker, vhost, queue_spec, count, seconds, timeout):
             threading.Event().wait(seconds)
         finally:
             broker.resume()
-    return send_through(count, producer, freeze, hold_until_struck=True)
+    return send_through(count, producer, freeze)
 
 
 @then("every task is confirmed, after a reconnection")

@@ -198,8 +198,6 @@ class _Session:
             self.params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed)
         self.connection.ioloop.start()
-        if self.error is None and not self.ready:       # closed under us before it was ready
-            self.error = ConnectionLost(f"connection to {describe(self.params)} lost while opening")
         if self.error is not None:
             error, self.error = self.error, None
             self.close()

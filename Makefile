@@ -5,6 +5,7 @@
 # make mutants each mechanism switched off in a scratch copy; its scenarios must fail (a table)
 # make lint    ruff over the tree, mypy over the public API
 # make docs    the specification as one HTML page, one column per RabbitMQ version run (reports/)
+# make conformance  the worker scenarios against every implementation (docs/conformance.md): a table
 # Each target does its own set-up: a venv in .venv, and rabbitmq-server when missing and root.
 #   BROKER=auto|node|container|url   (auto: container if a Docker engine answers, else node)
 #   PYTEST_ARGS=...                  extra pytest arguments (-n 0: one process, for debugging)
@@ -12,6 +13,7 @@
 #   JOBS=N                           test processes, each with its own broker (default: 3 per core)
 #   SOAK_ARGS=...                    soak options (python -m soak --help), e.g. --cluster
 #   MUTANTS_ARGS=...                 mutants options (python -m mutants --help), e.g. --only auto-ack
+#   IMPL=id,...  IMPL_FILE=path      conformance: which implementations; a manifest of your own
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -30,7 +32,7 @@ REPORTS ?= reports/runs/$(BROKER)
 JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 3 )))
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench soak mutants lint docs venv rabbitmq browser clean
+.PHONY: demo test bench soak mutants lint docs conformance venv rabbitmq browser clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +76,14 @@ bench: venv $(BIN)/.bench-installed rabbitmq
 soak: venv $(BIN)/.plot-installed rabbitmq
 	$(BIN)/python -m soak $(if $(filter-out auto,$(BROKER)),--broker=$(BROKER)) $(SOAK_ARGS)
 
+# The conformance suite runs on the node backend unless BROKER names the container one; each
+# implementation is provisioned (packages, builds) on first use, into .conformance/.
+IMPL ?= all
+IMPL_FILE ?=
+conformance: venv rabbitmq
+	$(BIN)/python -m conformance --broker=$(if $(filter container,$(BROKER)),container,node) --impl $(IMPL) \
+	  $(if $(IMPL_FILE),--impl-file $(IMPL_FILE)) --jobs $(JOBS)
+
 # The mutants run on the node backend unless BROKER names the container one.
 mutants: venv rabbitmq
 	$(BIN)/python -m mutants --broker=$(if $(filter container,$(BROKER)),container,node) $(MUTANTS_ARGS)
@@ -83,4 +93,4 @@ lint: venv $(BIN)/.lint-installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache reports *.egg-info
+	rm -rf $(VENV) .pytest_cache reports *.egg-info .conformance conformance/workers/js-amqplib/node_modules

@@ -18,6 +18,8 @@ import subprocess
 import pytest
 import tomllib
 
+from conformance.manifest import CAPABILITIES
+from steps import EXPECTED_FAILURE
 from workqueue.testing import plugin as workqueue_plugin
 from workqueue.testing import scheduling
 
@@ -39,6 +41,8 @@ DEFECTS = tomllib.loads((pathlib.Path(__file__).parent / "features" / "defects.t
 
 
 def pytest_configure(config):
+    for capability, what in CAPABILITIES.items():
+        config.addinivalue_line("markers", f"needs_{capability}: a worker under test must have {what}")
     for key, defect in DEFECTS.items():
         config.addinivalue_line("markers", f"defect_{key}: RabbitMQ defect: {defect['title']}")
     if config.option.cucumber_json_path and not hasattr(config, "workerinput"):
@@ -58,7 +62,6 @@ def _unit_tier_only(config):
     return bool(paths) and all(path.is_relative_to(UNIT_TIER) for path in paths)
 
 
-_DEFECT = pytest.StashKey[dict]()
 _FAILED_STEP = pytest.StashKey[tuple]()
 
 
@@ -79,7 +82,7 @@ def pytest_collection_modifyitems(config, items):
                   f"if this passes, the defect is gone on {version}: update features/defects.toml")
         for item in items:
             if item.get_closest_marker(f"defect_{key}"):
-                item.stash[_DEFECT] = {"reason": reason, **defect["symptom"]}
+                item.stash[EXPECTED_FAILURE] = {"reason": reason, **defect["symptom"]}
 
 
 def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func_args, exception):
@@ -92,7 +95,7 @@ def pytest_runtest_makereport(item, call):
     error its entry pins (its symptom); any other failure is a real one, and a pass is a strict
     XPASS (the defect is gone). The outcome is set as pytest's own xfail sets it."""
     report = yield
-    defect = item.stash.get(_DEFECT, None)
+    defect = item.stash.get(EXPECTED_FAILURE, None)
     if defect is None or report.when != "call":
         return report
     if report.passed:

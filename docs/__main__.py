@@ -20,7 +20,8 @@ SYMBOL = {"passed": "✔", "failed": "✘", "error": "✘", "expected failure": 
           "not applicable": "–", "skipped": "○", "not run": "·"}
 
 
-def build(run_dirs, output, features_dir=ROOT / "features", source_url=None, pictures=(), bench=None):
+def build(run_dirs, output, features_dir=ROOT / "features", source_url=None, pictures=(), bench=None,
+          conformance=()):
     """Write the page to ``output``; returns the runs, in column order."""
     from docs import model
     try:
@@ -30,6 +31,7 @@ def build(run_dirs, output, features_dir=ROOT / "features", source_url=None, pic
     chapters = model.load_features(features_dir)
     runs = sorted((model.load_run(d) for d in run_dirs), key=lambda r: r.key())
     model.attach(chapters, runs)
+    table = model.load_conformance(conformance) if conformance else None
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
 
@@ -48,7 +50,7 @@ def build(run_dirs, output, features_dir=ROOT / "features", source_url=None, pic
         commits=sorted({r.commit[:10] for r in runs if r.commit}),
         built=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         pictures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in pictures],
-        bench=bench)
+        bench=bench, conformance=table)
     output.write_text(html, encoding="utf-8")
     return runs
 
@@ -63,6 +65,8 @@ def main(argv=None):
     p.add_argument("-o", "--output", type=pathlib.Path, default=pathlib.Path("reports/specification.html"),
                    help="the page to write (default: reports/specification.html)")
     p.add_argument("--features", type=pathlib.Path, default=ROOT / "features", help=argparse.SUPPRESS)
+    p.add_argument("--conformance", nargs="*", type=pathlib.Path, default=None, metavar="RESULTS",
+                   help="results of conformance runs (default: every reports/conformance/*/results.json)")
     p.add_argument("--source-url", help="link scenarios to BASE/<feature>#L<line> (for example a "
                                         "repository's features/ at a commit) instead of the local files")
     args = p.parse_args(argv)
@@ -74,8 +78,10 @@ def main(argv=None):
     pictures = sorted(reports.glob("*.png")) if reports.is_dir() else []
     pictures = [x for x in pictures if not x.name.startswith("specification")]   # not the page's own
     bench = (reports / "bench.txt").read_text() if (reports / "bench.txt").exists() else None
+    conformance = (args.conformance if args.conformance is not None
+                   else sorted(pathlib.Path("reports/conformance").glob("*/results.json")))
     try:
-        built = build(runs, args.output, args.features, args.source_url, pictures, bench)
+        built = build(runs, args.output, args.features, args.source_url, pictures, bench, conformance)
     except model.ReportError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 3 if "jinja2 is missing" in str(exc) else 2

@@ -53,6 +53,10 @@ def read_page(page, screenshot=None):
             "scenarios": [e.get_attribute("data-name") for e in browser.find_elements(By.CSS_SELECTOR, ".scenario")],
             "features": [e.text for e in browser.find_elements(By.CSS_SELECTOR, "article.feature > h3")],
             "failures": [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".failure")],
+            # the conformance suite's summaries: RabbitMQ version -> the implementations' columns
+            "conformance": {
+                t.get_attribute("data-version"): [h.text for h in t.find_elements(By.CSS_SELECTOR, "th")[1:]]
+                for t in browser.find_elements(By.CSS_SELECTOR, "table.conformance-summary")},
             "title": browser.title,
         }
         if screenshot:
@@ -63,10 +67,16 @@ def read_page(page, screenshot=None):
         browser.quit()
 
 
-def missing(seen, chapters, versions):
-    """What a reader would not find: a feature, a scenario or a version (one line each)."""
+def missing(seen, chapters, versions, implementations=()):
+    """What a reader would not find: a feature, a scenario, a version, or an implementation's
+    column in the conformance table of each version it has one for (one line each)."""
     from docs.model import all_scenarios
     out = [f"version {v} has no column" for v in versions if v not in seen["versions"]]
+    if implementations and not seen["conformance"]:
+        out.append("the page has no conformance table")
+    for version, columns in seen["conformance"].items():
+        out += [f"implementation {i} has no column in the conformance table of RabbitMQ {version}"
+                for i in implementations if i not in columns]
     headings = " ".join(seen["features"])
     for chapter in chapters:
         for feature in chapter.features:
@@ -84,6 +94,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m docs.browser", description=__doc__.split("\n\n")[0])
     p.add_argument("page", type=pathlib.Path)
     p.add_argument("--versions", nargs="*", default=[], help="RabbitMQ versions that must have a column")
+    p.add_argument("--implementations", nargs="*", default=[],
+                   help="implementations that must have a column in each conformance table")
     p.add_argument("--screenshot", type=pathlib.Path, help="save a screenshot of the page's top here")
     args = p.parse_args(argv)
     if not args.page.is_file():
@@ -93,12 +105,14 @@ def main(argv=None):
     except NoBrowser as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
-    problems = missing(seen, load_features(ROOT / "features"), args.versions)
+    problems = missing(seen, load_features(ROOT / "features"), args.versions, args.implementations)
     for line in problems:
         print(f"{p.prog}: {line}", file=sys.stderr)
     if not problems:
         print(f"{args.page}: {len(seen['features'])} features, {len(seen['scenarios'])} scenarios, "
-              f"versions {', '.join(seen['versions'])}; {len(seen['failures'])} failure(s) shown")
+              f"versions {', '.join(seen['versions'])}; {len(seen['failures'])} failure(s) shown; conformance: "
+              + ("; ".join(f"RabbitMQ {v}, {len(c)} implementations" for v, c in seen["conformance"].items())
+                 or "none"))
     return 1 if problems else 0
 
 

@@ -365,3 +365,59 @@ def counts(chapters, runs):
             for _, outcome in column:
                 totals[i][outcome.status] += 1
     return totals
+
+
+# -- the conformance suite's results (python -m conformance: reports/conformance/*/results.json) --
+@dataclasses.dataclass
+class Conformance:
+    """Every conformance run read: its columns (implementation, RabbitMQ version), the
+    guarantees (feature, rule) and scenarios in the order first seen, and each cell."""
+    implementations: list      # [{id, title, language, client}], in the runs' order
+    versions: list             # RabbitMQ versions, in run order
+    guarantees: list           # [(feature, rule)]
+    scenarios: list            # [(feature, rule, scenario)]
+    cells: dict                # (scenario key, implementation id, version) -> (Status, reason)
+
+    def columns(self):
+        return [(impl, version) for version in self.versions for impl in self.implementations
+                if any(k[1] == impl["id"] and k[2] == version for k in self.cells)]
+
+    def summary(self, guarantee, impl_id, version):
+        """One Status for a guarantee's scenarios (failed over expected failure over pass; not
+        applicable only when all are)."""
+        statuses = [s for (key, i, v), (s, _) in self.cells.items()
+                    if key[:2] == guarantee and i == impl_id and v == version]
+        for status in (Status.FAILED, Status.SKIPPED, Status.EXPECTED_FAILURE):
+            if status in statuses:
+                return status
+        if not statuses:
+            return Status.NOT_RUN
+        return Status.NOT_APPLICABLE if set(statuses) == {Status.NOT_APPLICABLE} else Status.PASSED
+
+
+def load_conformance(paths):
+    """The results files of conformance runs (each a run on one RabbitMQ version)."""
+    impls, versions, guarantees, scenarios, cells = [], [], [], [], {}
+    for path in paths:
+        path = pathlib.Path(path)
+        try:
+            record = json.loads(path.read_text())
+            version = record["rabbitmq"]
+            run_impls, run_cells = record["implementations"], record["cells"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ReportError(f"{path}: not the results of a conformance run ({exc})") from None
+        if version not in versions:
+            versions.append(version)
+        for impl in run_impls:
+            if impl["id"] not in [i["id"] for i in impls]:
+                impls.append(impl)
+        for cell in run_cells:
+            guarantee = (cell["feature"], cell["rule"])
+            key = (cell["feature"], cell["rule"], cell["scenario"])
+            if guarantee not in guarantees:
+                guarantees.append(guarantee)
+            if key not in scenarios:
+                scenarios.append(key)
+            cells[(key, cell["implementation"], version)] = (Status(cell["outcome"]),
+                                                             clean(" ".join((cell.get("reason") or "").split())))
+    return Conformance(impls, versions, guarantees, scenarios, cells)

@@ -5,6 +5,13 @@ Shared here: the scenario's sizes of work and small parsing helpers.
 
 import re
 
+import pytest
+
+#: On a test item: a strict expected failure armed for it ({"reason", "step", "error"}): a known
+#: RabbitMQ defect (features/defects.toml) or an implementation's (conformance manifests). The
+#: test passes as expected failure only when it fails in that step with an error matching that.
+EXPECTED_FAILURE = pytest.StashKey[dict]()
+
 #: Seconds of simulated work per dot for the workers of every scenario.
 SECONDS_PER_DOT = 0.2
 #: A task long enough to be killed, frozen, interrupted twice or observed in the middle of

@@ -10,18 +10,26 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, HEAVY_TASK, LIGHT_TASK, quoted
-from steps.queues import run_cli
+from steps.queues import queue_options, run_cli
 from workqueue import Producer, QueueSpec
 from workqueue.testing import free_port, wait_until
 from workqueue.testing.processes import child_env
 
 
 @pytest.fixture
-def send(broker, vhost, queue_spec, declared):
+def send(broker, vhost, queue_spec, declared, worker_under_test):
     """send(bodies, queue=<the scenario's>, persistent=True): publish and wait for the confirms
-    (publish_many raises when one is missing)."""
+    (publish_many raises when one is missing). A worker under test with a message format of its
+    own (a task framework) is sent its tasks through its adapter command."""
+    adapter = worker_under_test if worker_under_test is not None and worker_under_test.send else None
+
     def send(bodies, queue=None, persistent=True):
         bodies = list(bodies)
+        if adapter is not None:
+            from conformance.contract import send_with_adapter
+            send_with_adapter(adapter, broker.url(vhost), queue_options(queue or queue_spec), bodies, DEADLINE)
+            declared.mark()
+            return bodies
         with Producer(broker.params(vhost), queue or queue_spec, persistent=persistent) as producer:
             declared.mark()
             producer.publish_many(bodies)

@@ -1,7 +1,9 @@
-"""Workers: real `python -m workqueue.worker` processes, started, killed and watched."""
+"""Workers: real worker processes, started, killed and watched: the project's own
+(`python -m workqueue.worker`), or in the conformance suite the implementation under test."""
 
 import concurrent.futures
 import signal
+import time
 
 import pytest
 from pytest_bdd import given, parsers, then, when
@@ -16,10 +18,41 @@ POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
 
 
 @pytest.fixture
-def workers(amqp_url, queue_spec, declared):
+def worker_under_test():
+    """The implementation the scenario's workers are (conformance.manifest.Implementation); None:
+    the project's own worker. The conformance suite (conformance/test_conformance.py) gives one
+    per implementation."""
+    return None
+
+
+def launcher(impl, broker, vhost):
+    """WorkerPool's ``launch`` for ``impl``: a scenario that asks a worker for what ``impl``
+    lacks is skipped as not applicable, with that reason. A worker that does not report when it
+    is consuming is seen consuming when the broker lists a consumer on one of its connections."""
+    if impl is None or impl.reference:
+        return None
+    from conformance.contract import NotApplicable, start_worker
+
+    def launch(name, url, options, on_line):
+        try:
+            worker = start_worker(impl, name, url, options, on_line)
+        except NotApplicable as exc:
+            pytest.skip(str(exc))
+        if "consuming" not in impl.events:
+            def probe():
+                mine = {c["name"] for c in worker_connections(broker, vhost, name)}
+                return int(any(c["connection"] in mine for c in broker.management.consumers(vhost)))
+            worker.consuming_probe = probe
+        return worker
+    return launch
+
+
+@pytest.fixture
+def workers(broker, vhost, amqp_url, queue_spec, declared, worker_under_test):
     """The scenario's worker processes; any still running at the end are killed."""
     pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT),
-                                                 *queue_options(queue_spec)])
+                                                 *queue_options(queue_spec)],
+                      launch=launcher(worker_under_test, broker, vhost))
     pool.declared = declared
     yield pool
     pool.close()
@@ -69,7 +102,9 @@ def _(workers, name):
                   r'busy with a task that outlasts the scenario)'
                   r'(?P<auto>, with automatic acknowledgment)?$'),
        target_fixture="long_task")
-def _(workers, send, name, heartbeat, what, seconds, auto):
+def _(broker, vhost, workers, send, name, heartbeat, what, seconds, auto):
+    """With a heartbeat, the broker's list of the worker's connections as the task begins is
+    kept (``connections_at_start``: name -> negotiated heartbeat), for a Then to compare."""
     if seconds:
         task = f"task of {seconds} seconds" + "." * round(int(seconds) / SECONDS_PER_DOT)
     else:
@@ -80,6 +115,14 @@ def _(workers, send, name, heartbeat, what, seconds, auto):
     workers.declared.mark()
     send([task])
     worker.wait_received(task, DEADLINE)
+    if heartbeat:                           # none, if the worker lost them all meanwhile
+        listed = {}
+
+        def listing():
+            listed.update({c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name)})
+            return listed or worker.process.poll() is not None
+        wait_until(listing, DEADLINE, f"the broker to list the connections of worker {name}")
+        worker.connections_at_start = listed
     return task
 
 
@@ -156,8 +199,9 @@ HEARTBEATS_WATCHED_AFTER = 5
 @then(parsers.parse('"{name}" does that task once, on the same connection'))
 def _(broker, vhost, workers, name, long_task):
     """Once: one delivery, never redelivered. The same connection: the worker consumed once, and
-    the broker lists one connection of it, whose negotiated heartbeat is the one asked for (a
-    heartbeat left at the broker's 60 s would never be missed during the task)."""
+    the broker lists no connection of it that it did not list as the task began (one, for the
+    project's worker; a framework may open more, and close some), each with the heartbeat asked for (a heartbeat
+    left at the broker's 60 s would never be missed during the task)."""
     worker = workers[name]
     worker.wait_done(1, DEADLINE)
     heartbeat = int(worker.option("--heartbeat"))
@@ -169,20 +213,26 @@ def _(broker, vhost, workers, name, long_task):
     assert worker.deliveries() == [(long_task, False)], worker.lines
     assert worker.consuming_count() == 1, worker.lines
     assert worker.process.poll() is None, worker.errors
-    mine = worker_connections(broker, vhost, name)
-    assert [c["heartbeat"] for c in mine] == [heartbeat], f"the broker lists {mine} for worker {name}"
+    mine = {c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name)}
+    assert mine and mine.keys() <= worker.connections_at_start.keys() and set(mine.values()) == {heartbeat}, (
+        f"the broker lists {mine} for worker {name}; as the task began, {worker.connections_at_start}")
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" tries "(?P<poison>[^"]+)" (?P<times>\d+) times and does (?P<tasks>.+)$'))
 def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
+    """The tries are counted once the task has left for the dead-letter queue (no try can follow),
+    or once they are ten times too many (a queue without a limit loops for ever: no need to wait
+    out the deadline to see that)."""
     worker = workers[name]
     good = quoted(tasks)
-    # Count the tries once the task has left for the dead-letter queue: no try can follow.
-    wait_until(lambda: broker.message_count(queue_spec.dead_letter, vhost), DEADLINE,
-               f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}; "
-               f"tried {worker.received().count(poison)} times so far")
+    too_many = 10 * int(times)
+    wait_until(lambda: broker.message_count(queue_spec.dead_letter, vhost)
+               or worker.received().count(poison) > too_many, DEADLINE,
+               f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}")
+    tries = worker.received().count(poison)
+    assert tries <= too_many, f"{poison!r} was tried {tries} times and not dead-lettered: it loops"
     worker.wait_for(lambda _l: set(good) <= set(worker.finished()), DEADLINE, f"{good!r} done")
-    assert worker.received().count(poison) == int(times), worker.lines
+    assert tries == int(times), f"{poison!r} was tried {tries} times, then dead-lettered"
     assert sorted(t for t in worker.received() if t != poison) == sorted(good)
     assert worker.process.poll() is None, worker.errors
 
@@ -262,8 +312,22 @@ def _(workers, name, prefetch):
 
 @when(parsers.parse('"{name}" is killed after doing {count:d} of them'))
 def _(workers, name, count):
+    """Killed in the middle of a task, once it has done ``count``: it is frozen, and killed only
+    if it holds a task it has not finished; if not, it is let go until it receives the next one,
+    and frozen again. What the kill costs then does not depend on where between two short tasks
+    it happens to land."""
     worker = workers[name]
     worker.wait_done(count, DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        worker.signal(signal.SIGSTOP)
+        events = worker.events()
+        if events and events[-1][0] == "received":
+            break
+        worker.signal(signal.SIGCONT)
+        received = len(worker.received())
+        worker.wait_for(lambda _l, n=received: len(worker.received()) > n, max(0.0, deadline - time.monotonic()),
+                        "the next task, to be killed in the middle of it")
     worker.kill()
 
 

@@ -60,12 +60,28 @@ def _run_dir(tmp_path, version, backend, chapters):
     return directory
 
 
+#: A conformance run as `python -m conformance` writes it: one implementation's each kind of cell.
+CONFORMANCE = {"rabbitmq": "3.10.8", "backend": "node",
+               "implementations": [{"id": "reference", "title": "t", "language": "Python", "client": "pika"},
+                                   {"id": "go-amqp091", "title": "t", "language": "Go", "client": "amqp091-go"}],
+               "cells": [{"implementation": i, "feature": "Poison tasks", "rule": "A failing task is dead-lettered",
+                          "uri": "production/poison.feature", "line": 9, "scenario": f"A poison task on a {q} queue",
+                          "outcome": o, "reason": r, "nodeid": "x"}
+                         for i, q, o, r in [("reference", "classic", "passed", None),
+                                            ("reference", "quorum", "passed", None),
+                                            ("go-amqp091", "classic", "expected failure", "it loops, for ever"),
+                                            ("go-amqp091", "quorum", "not applicable",
+                                             "not applicable: go-amqp091 lacks quorum")]]}
+
+
 @pytest.fixture
 def page(tmp_path):
     chapters = model.load_features(ROOT / "features")
     runs = [_run_dir(tmp_path, v, b, chapters) for v, b in reversed(RUNS)]
+    results = tmp_path / "conformance.json"
+    results.write_text(json.dumps(CONFORMANCE))
     out = tmp_path / "specification.html"
-    build(runs, out)
+    build(runs, out, conformance=[results])
     return out, chapters
 
 
@@ -106,6 +122,21 @@ def test_the_page_in_a_browser_names_every_feature_scenario_and_version(page):
     assert SECRET not in seen["text"]
     assert "expected failure" in seen["text"] and "not applicable" in seen["text"]
     assert screenshot.stat().st_size > 10_000
+    assert seen["conformance"] == {"3.10.8": ["reference", "go-amqp091"]}
+    assert missing(seen, chapters, [], ["reference", "go-amqp091", "celery-reliable"]) == [
+        "implementation celery-reliable has no column in the conformance table of RabbitMQ 3.10.8"]
+
+
+def test_the_conformance_table_sums_up_each_guarantee_per_implementation(page):
+    out, _ = page
+    table = model.load_conformance([out.parent / "conformance.json"])
+    guarantee = ("Poison tasks", "A failing task is dead-lettered")
+    assert table.summary(guarantee, "reference", "3.10.8") is model.Status.PASSED
+    assert table.summary(guarantee, "go-amqp091", "3.10.8") is model.Status.EXPECTED_FAILURE
+    assert table.summary(guarantee, "celery-reliable", "3.10.8") is model.Status.NOT_RUN
+    text = out.read_text()
+    assert "go-amqp091</b> on 3.10.8, A poison task on a classic queue: it loops, for ever" in text
+    assert "not applicable: go-amqp091 lacks quorum" in text
 
 
 def test_no_run_is_a_one_line_error_with_exit_2(tmp_path, monkeypatch, capsys):
@@ -125,6 +156,10 @@ def test_a_run_without_its_record_is_named_with_exit_2(tmp_path, capsys):
 
 
 def test_scenarios_link_to_their_feature_file_and_line(page):
-    out, _ = page
+    out, chapters = page
     features = os.path.relpath(ROOT / "features", out.parent)
-    assert f'href="{features}/reliability/acknowledgment.feature#L8"' in out.read_text()
+    [line] = [s.line for f, s in model.all_scenarios(chapters)
+              if (f.uri, s.name) == ("reliability/acknowledgment.feature", "A killed worker's task is redelivered")]
+    assert line == next(n for n, text in enumerate((ROOT / "features/reliability/acknowledgment.feature")
+                                                   .read_text().splitlines(), 1) if "A killed worker's task" in text)
+    assert f'href="{features}/reliability/acknowledgment.feature#L{line}"' in out.read_text()

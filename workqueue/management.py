@@ -95,6 +95,13 @@ class Management:
         return [{"name": r.get("name"), "node": r.get("node"), "user": r.get("user"), "heartbeat": r.get("timeout"),
                  "connection_name": (r.get("client_properties") or {}).get("connection_name")} for r in rows]
 
+    def consumers(self, vhost):
+        """[{'queue', 'connection'}, ...]: each consumer of ``vhost``, the queue it consumes from
+        and the name of its connection (as ``connections`` gives it)."""
+        rows = self.request("GET", f"/api/consumers/{_q(vhost)}") or []
+        return [{"queue": (r.get("queue") or {}).get("name"),
+                 "connection": (r.get("channel_details") or {}).get("connection_name")} for r in rows]
+
     def close_connection(self, name):
         """Close a client connection as an operator would (the client sees 320 CONNECTION_FORCED)."""
         self.request("DELETE", f"/api/connections/{_q(name)}")

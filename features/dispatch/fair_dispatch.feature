@@ -4,6 +4,7 @@ Feature: Fair dispatch
   With a prefetch of 1 (basic.qos) a worker is sent a new task only once it has acknowledged
   the previous one, so a worker stuck on a heavy task is passed over.
 
+  @conformance
   Rule: With prefetch 1, a busy worker is passed over
 
     Scenario: Light tasks go to the free worker while the other does a heavy one

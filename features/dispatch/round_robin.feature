@@ -4,6 +4,7 @@ Feature: Round-robin dispatching
   workers is how a work queue scales out. The tutorial's first workers take whatever they are
   sent (no prefetch limit), which makes the turns exact.
 
+  @conformance
   Rule: Each task goes to the next waiting worker in turn
 
     Scenario: Two workers share five tasks

@@ -4,6 +4,7 @@ Feature: Heartbeats, long tasks and frozen workers
   so heartbeats keep flowing through a task far longer than the heartbeat; a worker that is
   frozen (SIGSTOP) stops sending them, and the broker gives its task to another worker.
 
+  @conformance
   Rule: A long task does not cost the connection
 
     Scenario: A task of many heartbeats is done once
@@ -11,6 +12,7 @@ Feature: Heartbeats, long tasks and frozen workers
       Then "alice" does that task once, on the same connection
       And the queue "task_queue" holds no tasks
 
+  @conformance
   Rule: A frozen worker's task goes to another worker
 
     Scenario: A worker frozen in the middle of a task

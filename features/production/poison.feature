@@ -3,6 +3,7 @@ Feature: Poison tasks
   A task whose handler always fails must not go round forever nor stop the worker: it is tried
   a bounded number of times, then rejected to a dead-letter queue, and the worker goes on.
 
+  @conformance
   Rule: A failing task is retried up to the delivery limit, then dead-lettered
 
     Scenario Outline: A poison task on a <type> queue

@@ -3,6 +3,7 @@ Feature: Graceful shutdown
   SIGTERM or Ctrl+C asks a worker to stop: it takes no new task, finishes and acknowledges the
   one in hand, and exits 0. A second Ctrl+C aborts at once and the task goes back to the queue.
 
+  @conformance @needs_graceful_signal
   Rule: A worker asked to stop finishes its task first
 
     Scenario: SIGTERM during a task

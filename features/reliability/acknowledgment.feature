@@ -3,6 +3,7 @@ Feature: Message acknowledgment
   A worker acknowledges a task only once it has done it. If the worker dies first (its
   connection closes with the task unacknowledged), RabbitMQ gives the task to another worker.
 
+  @conformance
   Rule: A task whose worker dies before acknowledging it is done by another worker
 
     Scenario: A killed worker's task is redelivered

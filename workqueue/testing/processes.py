@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import ctypes
+import json
 import os
 import re
 import signal
@@ -97,19 +98,54 @@ RECEIVED = re.compile(r"\[x\] Received (?P<body>.+?)(?P<redelivered> \(redeliver
 def finished_tasks(lines: Sequence[str]) -> list[Any]:
     """Bodies of the tasks a worker's output shows done: each Received line followed by its
     Done line (a task received again after a reconnect counts once more when done again)."""
-    done: list[Any] = []
+    return [body for kind, body, _ in events_of(lines) if kind == "done"]
+
+
+#: (kind, body, redelivered): kind is "consuming", "received" or "done".
+Event = tuple[str, Any, bool]
+
+
+def _body(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def events_of(lines: Sequence[str]) -> list[Event]:
+    """The events in the project's worker's lines: "[*] Waiting for messages" (consuming),
+    "[x] Received ..." and the "[x] Done" that follows it."""
+    events: list[Event] = []
     current: str | None = None
     for line in lines:
         m = RECEIVED.search(line)
         if m:
             current = m.group("body")
+            events.append(("received", _body(current), bool(m.group("redelivered"))))
         elif "[x] Done" in line and current is not None:
-            try:
-                done.append(ast.literal_eval(current))
-            except (ValueError, SyntaxError):
-                done.append(current)
+            events.append(("done", _body(current), False))
             current = None
-    return done
+        elif "[*] Waiting for messages" in line:
+            events.append(("consuming", None, False))
+    return events
+
+
+def read_events(text: str) -> list[Event]:
+    """The events of an events file: one JSON object per line, {"event": "consuming"},
+    {"event": "received", "body": ..., "redelivered": true|false}, {"event": "done", "body": ...};
+    a line being written (no newline yet) or not an object of these is left out."""
+    events: list[Event] = []
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        kind = record.get("event") if isinstance(record, dict) else None
+        if kind in ("consuming", "received", "done"):
+            events.append((kind, record.get("body"), bool(record.get("redelivered", False))))
+    return events
 
 
 class WorkerExited(AssertionError):
@@ -130,7 +166,8 @@ class WorkerProcess:
 
     def __init__(self, name: str, url: str | Sequence[str], *options: str, env: dict[str, str] | None = None,
                  cwd: str | None = None, on_line: Callable[[str], object] | None = None,
-                 output: str | None = None):
+                 output: str | None = None, command: Sequence[str] | None = None,
+                 events: str | None = None):
         self.name = name
         self.options = list(options)
         self.on_line = on_line   # called with each stdout line as it arrives (the demo prints them)
@@ -139,9 +176,21 @@ class WorkerProcess:
         self.errors: list[str] = []         # stderr (empty with ``output``)
         self._cond = threading.Condition()
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
-        command = [sys.executable, "-u", "-m", "workqueue.worker", *options]
-        env = child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
-                         "PYTHONUNBUFFERED": "1"})
+        # Another implementation (``command``): its own program, in a process group of its own
+        # (a kill or a freeze reaches its children too), stdin an open pipe, and its events read
+        # from the file ``events`` (JSON lines) rather than from what it prints.
+        self.events_path = events
+        self.group = command is not None
+        # An implementation that does not report "consuming": how many consumers the broker
+        # lists for it instead (set by whoever starts it).
+        self.consuming_probe: Callable[[], int] | None = None
+        if command is None:
+            command = [sys.executable, "-u", "-m", "workqueue.worker", *options]
+            env = child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
+                             "PYTHONUNBUFFERED": "1"})
+        else:
+            command = list(command)
+            env = child_env(env)
         self.command = command
         self.process: subprocess.Popen[Any]
         if output is not None:
@@ -151,8 +200,9 @@ class WorkerProcess:
             self._streams_closed = 2
             return
         self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, errors="replace", cwd=cwd, preexec_fn=die_with_parent)
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE if self.group else subprocess.DEVNULL, text=True, errors="replace",
+            cwd=cwd, preexec_fn=die_with_parent, process_group=0 if self.group else None)
         for stream, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
             threading.Thread(target=self._read, args=(stream, sink), daemon=True).start()
 
@@ -185,7 +235,7 @@ class WorkerProcess:
 
     def option(self, name: str, default: str | None = None) -> str | None:
         """The value given to ``name`` on its command line (the last, if given twice)."""
-        argv = self.command
+        argv = self.options
         values = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == name]
         return values[-1] if values else default
 
@@ -200,7 +250,7 @@ class WorkerProcess:
                 if value:
                     return value
                 if self._streams_closed == 2 and self.process.poll() is not None:
-                    started = any("[*] Waiting for messages" in line for line in lines)
+                    started = self.consuming_count() > 0
                     raise (WorkerExited if started else WorkerDidNotStart)(
                         f"worker {self.name} (pid {self.pid}) exited with code {self.process.returncode} "
                         f"before {what}; it printed {lines[-15:]!r}, stderr {self.errors[-5:]!r}")
@@ -211,21 +261,22 @@ class WorkerProcess:
                         f"for {what}; it printed {lines[-15:]!r}, stderr {self.errors[-5:]!r}, "
                         f"exit code {self.process.poll()}")
                 # A file is read again every 0.2 s; lines read from a pipe notify the condition.
-                self._cond.wait(min(remaining, 0.5 if self.output is None else 0.2))
+                polled = self.output is not None or self.events_path is not None
+                self._cond.wait(min(remaining, 0.2 if polled else 0.5))
 
     def wait_for_line(self, text: str, timeout: float = 30, count: int = 1) -> bool:
         return self.wait_for(lambda lines: sum(text in line for line in lines) >= count, timeout,
                              f"{count} line(s) containing {text!r}")
 
     def wait_consuming(self, timeout: float = 30, count: int = 1) -> bool:
-        return self.wait_for_line("[*] Waiting for messages", timeout, count)
+        return self.wait_for(lambda _lines: self.consuming_count() >= count, timeout,
+                             f"consuming ({count} time(s))")
 
     def wait_received(self, body: str, timeout: float = 30) -> bool:
         return self.wait_for(lambda _lines: body in self.received(), timeout, f"task {body!r}")
 
     def wait_done(self, count: int, timeout: float = 60) -> bool:
-        return self.wait_for(lambda lines: sum("[x] Done" in line for line in lines) >= count,
-                             timeout, f"{count} task(s) done")
+        return self.wait_for(lambda _lines: self.done_count() >= count, timeout, f"{count} task(s) done")
 
     def wait_exit(self, timeout: float = 30) -> int:
         try:
@@ -235,37 +286,51 @@ class WorkerProcess:
                                f"it printed {self.lines[-10:]!r}") from None
 
     # -- what it did ----------------------------------------------------------------------
+    def events(self) -> list[Event]:
+        """What it reported, in order: ("consuming", None, False), ("received", body, redelivered),
+        ("done", body, False). The project's worker reports them in its own lines; another
+        implementation writes them to its events file (docs/conformance.md)."""
+        if self.events_path is None:
+            return events_of(self.output_lines())
+        try:
+            with open(self.events_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        return read_events(text)
+
     def deliveries(self) -> list[tuple[Any, bool]]:
         """[(body, redelivered)] in the order received."""
-        out: list[tuple[Any, bool]] = []
-        for line in self.output_lines():
-            m = RECEIVED.search(line)
-            if m:
-                try:
-                    body = ast.literal_eval(m.group("body"))
-                except (ValueError, SyntaxError):
-                    body = m.group("body")
-                out.append((body, bool(m.group("redelivered"))))
-        return out
+        return [(body, redelivered) for kind, body, redelivered in self.events() if kind == "received"]
 
     def received(self) -> list[Any]:
         return [body for body, _ in self.deliveries()]
 
     def finished(self) -> list[Any]:
         """Bodies of the tasks it did to the end (a Received line followed by its Done line)."""
-        return finished_tasks(self.output_lines())
+        return [body for kind, body, _ in self.events() if kind == "done"]
 
     def consuming_count(self) -> int:
-        """How often it started consuming: 1, plus one for each reconnect."""
-        return sum("[*] Waiting for messages" in line for line in self.output_lines())
+        """How often it started consuming: 1, plus one for each reconnect. For a worker that does
+        not report it, the broker's view: 1 while the broker lists a consumer of it, else 0."""
+        if self.consuming_probe is not None:
+            return self.consuming_probe()
+        return sum(kind == "consuming" for kind, _, _ in self.events())
 
     def done_count(self) -> int:
-        return sum("[x] Done" in line for line in self.output_lines())
+        return sum(kind == "done" for kind, _, _ in self.events())
 
     # -- signals --------------------------------------------------------------------------
     def signal(self, sig: int) -> None:
+        """``sig`` to the worker. Another implementation's SIGKILL, SIGSTOP and SIGCONT go to its
+        whole process group (a supervisor and its children die or freeze together); a request to
+        stop (SIGTERM, SIGINT) goes to the process started, which tells its children."""
         if self.process.poll() is None:
-            os.kill(self.pid, sig)
+            if self.group and sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.pid, sig)
+            else:
+                os.kill(self.pid, sig)
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
@@ -276,13 +341,23 @@ class WorkerProcess:
             self.signal(signal.SIGCONT)
             self.signal(signal.SIGKILL)
             self.process.wait(30)
+        elif self.group:                    # its children may outlive it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        if self.events_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.events_path)
 
 
 class WorkerPool:
     """The worker processes of one scenario, by name; close() kills any still running."""
 
     def __init__(self, url: str | Sequence[str], default_options: Sequence[str] = (),
-                 env: dict[str, str] | None = None, on_line: Callable[[str], object] | None = None):
+                 env: dict[str, str] | None = None, on_line: Callable[[str], object] | None = None,
+                 launch: Callable[..., WorkerProcess] | None = None):
+        """``launch(name, url, options, on_line)``: starts each worker instead of the project's
+        own (the conformance suite's worker under test)."""
+        self.launch = launch
         self.url = url
         self.default_options = list(default_options)
         self.env = env
@@ -290,8 +365,11 @@ class WorkerPool:
         self.workers: dict[str, WorkerProcess] = {}
 
     def start(self, name: str, *options: str, url: str | Sequence[str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(name, url or self.url, "--name", name, *self.default_options,
-                               *options, env=self.env, on_line=self.on_line)
+        all_options = ["--name", name, *self.default_options, *options]
+        if self.launch is not None:
+            worker = self.launch(name, url or self.url, all_options, self.on_line)
+        else:
+            worker = WorkerProcess(name, url or self.url, *all_options, env=self.env, on_line=self.on_line)
         self.workers[name] = worker
         return worker
 

@@ -1,0 +1,138 @@
+"""Run the conformance suite and print the table implementation x guarantee.
+
+    python -m conformance                       # every implementation of the project's manifest
+    python -m conformance --impl celery-reliable,go-amqp091
+    python -m conformance --impl-file ../my-worker/manifest.toml --impl my-worker
+    python -m conformance --list
+
+Each implementation is provisioned first (once per change), then one pytest run drives the
+scenarios tagged @conformance against each, on one broker per test process. Reports go to
+REPORTS (default reports/conformance/<backend>/): results.json (every cell), one <id>.json per
+implementation, table.md. Exit codes: 0 every cell passed, failed as expected, or is not
+applicable; 1 some cell failed; 2 bad usage or a bad manifest (one line says which); 3 an
+implementation could not be provisioned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+from conformance import manifest
+from conformance.provision import ProvisionError, provision
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SYMBOL = {"passed": "✔", "expected failure": "⚠", "not applicable": "–", "failed": "✘", "skipped": "○",
+          "not run": "·"}
+
+
+def guarantees(cells):
+    """[(feature, rule)] in the order the cells first name them."""
+    seen = []
+    for cell in cells:
+        key = (cell["feature"], cell["rule"])
+        if key not in seen:
+            seen.append(key)
+    return seen
+
+
+def summary(outcomes):
+    """One cell for a guarantee's scenarios: failed if one failed, expected failure if one is,
+    not applicable if all are, passed if every applicable one passed."""
+    if not outcomes:
+        return "not run"
+    for status in ("failed", "skipped", "expected failure"):
+        if status in outcomes:
+            return status
+    return "not applicable" if set(outcomes) == {"not applicable"} else "passed"
+
+
+def table(results):
+    """The table as Markdown: a row per guarantee, a column per implementation; then each cell
+    that did not pass, with its reason."""
+    impls = [i["id"] for i in results["implementations"]]
+    cells = results["cells"]
+    lines = [f"RabbitMQ {results.get('rabbitmq', '?')} ({results.get('backend', '?')})", "",
+             "| guarantee | " + " | ".join(impls) + " |", "|---|" + "---|" * len(impls)]
+    for feature, rule in guarantees(cells):
+        row = [SYMBOL[summary([c["outcome"] for c in cells
+                               if (c["feature"], c["rule"]) == (feature, rule) and c["implementation"] == i])]
+               for i in impls]
+        lines.append(f"| {rule} | " + " | ".join(row) + " |")
+    lines += ["", "✔ passed  ⚠ strict expected failure  – not applicable  ✘ failed", ""]
+    for cell in cells:
+        if cell["outcome"] != "passed":
+            reason = " ".join((cell["reason"] or "").split())
+            lines.append(f"- {SYMBOL[cell['outcome']]} {cell['implementation']}: {cell['scenario']}: {reason[:300]}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
+    parser.add_argument("--impl", default="all", help="comma-separated ids, or 'all' (default)")
+    parser.add_argument("--impl-file", action="append", default=[], metavar="PATH",
+                        help="a manifest of your own implementations (repeatable)")
+    parser.add_argument("--broker", default="node", choices=["node", "container", "auto"])
+    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) * 3),
+                        help="test processes, each with its own broker (default: 3 per core)")
+    parser.add_argument("--reports", default=None, help="directory of the reports")
+    parser.add_argument("--list", action="store_true", help="list the implementations and exit")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = parser.parse_args(argv)
+    try:
+        known = manifest.load(manifest.BUILTIN)
+        for path in args.impl_file:
+            known += manifest.load(path)
+    except manifest.ManifestError as exc:
+        print(f"conformance: {exc}", file=sys.stderr)
+        return 2
+    by_id = {impl.id: impl for impl in known}
+    if args.list:
+        for impl in known:
+            print(f"{impl.id:18} {impl.language:11} {impl.client:38} {impl.title}")
+        return 0
+    ids = list(by_id) if args.impl == "all" else [i.strip() for i in args.impl.split(",") if i.strip()]
+    unknown = [i for i in ids if i not in by_id]
+    if unknown or not ids:
+        print(f"conformance: --impl: no implementation {(unknown or [''])[0]!r} (known: {', '.join(by_id)})",
+              file=sys.stderr)
+        return 2
+    for i in ids:
+        try:
+            took = provision(by_id[i], log=lambda line: print(line, flush=True))
+        except ProvisionError as exc:
+            print(f"conformance: cannot provision {exc}", file=sys.stderr)
+            return 3
+        if took is not None:
+            print(f"provisioned {i} in {took:.0f} s", flush=True)
+    reports = pathlib.Path(args.reports or ROOT / "reports" / "conformance" / args.broker)
+    reports.mkdir(parents=True, exist_ok=True)
+    results_path = reports / "results.json"
+    results_path.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "-m", "conformance",
+               f"--broker={args.broker}", "--impl", ",".join(ids), f"--conformance-results={results_path}",
+               "-n", str(args.jobs), "--dist", "loadgroup", "-p", "no:cacheprovider",
+               f"--junitxml={reports / 'junit.xml'}", *[f"--impl-file={p}" for p in args.impl_file],
+               *args.pytest_args]
+    run = subprocess.run(command, cwd=ROOT)
+    if not results_path.exists():
+        print(f"conformance: the run wrote no results (pytest exited {run.returncode})", file=sys.stderr)
+        return 1 if run.returncode == 1 else 2
+    results = json.loads(results_path.read_text())
+    for impl in results["implementations"]:
+        mine = {**results, "implementations": [impl],
+                "cells": [c for c in results["cells"] if c["implementation"] == impl["id"]]}
+        (reports / f"{impl['id']}.json").write_text(json.dumps(mine, indent=2) + "\n")
+    text = table(results)
+    (reports / "table.md").write_text(text)
+    print(text)
+    failed = any(c["outcome"] in ("failed", "skipped") for c in results["cells"])
+    return 1 if failed or run.returncode not in (0, 5) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The conformance suite's options and its record of each cell (implementation x scenario).
+
+    pytest conformance -m conformance --impl reference,pika-blocking [--impl-file my.toml]
+
+``--conformance-results=FILE`` writes one JSON record per scenario and implementation: its
+outcome, and for an expected failure or a scenario not applicable the reason (read by
+``python -m conformance`` for its table and by ``python -m docs``).
+"""
+
+import json
+import pathlib
+import re
+
+import pytest
+
+from conformance import manifest
+from steps import EXPECTED_FAILURE
+from workqueue.testing import plugin as workqueue_plugin
+
+_IMPLS = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("conformance", "the conformance suite (docs/conformance.md)")
+    group.addoption("--impl", default="all",
+                    help="implementations to run, comma-separated ids, or 'all' (default)")
+    group.addoption("--impl-file", action="append", default=[],
+                    help="a manifest of implementations of your own (repeatable); its ids join the project's")
+    group.addoption("--conformance-results", default=None, help="write each cell's outcome to this JSON file")
+
+
+def implementations(config):
+    """The implementations asked for, in manifest order: the project's, then the files'."""
+    if _IMPLS not in config.stash:
+        try:
+            known = manifest.load(manifest.BUILTIN)
+            for path in config.getoption("impl_file"):
+                known += manifest.load(path)
+        except manifest.ManifestError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        by_id = {impl.id: impl for impl in known}
+        wanted = config.getoption("impl")
+        if wanted == "all":
+            chosen = list(by_id.values())
+        else:
+            ids = [i.strip() for i in wanted.split(",") if i.strip()]
+            unknown = [i for i in ids if i not in by_id]
+            if unknown:
+                raise pytest.UsageError(f"--impl: no implementation {unknown[0]!r} (known: {', '.join(by_id)})")
+            chosen = [by_id[i] for i in ids]
+        config.stash[_IMPLS] = chosen
+    return config.stash[_IMPLS]
+
+
+def pytest_generate_tests(metafunc):
+    if "worker_under_test" in metafunc.fixturenames:
+        impls = implementations(metafunc.config)
+        metafunc.parametrize("worker_under_test", impls, ids=[impl.id for impl in impls])
+
+
+def pytest_bdd_before_scenario(request, feature, scenario):
+    """Record which cell this is; arm the implementation's expected failure for this version."""
+    impl = request.getfixturevalue("worker_under_test")
+    if impl is None:
+        return
+    node = request.node
+    rule = scenario.rule.name if scenario.rule is not None else ""
+    tags = set(scenario.tags) | set(feature.tags) | (set(scenario.rule.tags) if scenario.rule else set())
+    node.user_properties.append(("conformance", json.dumps({
+        "implementation": impl.id, "feature": feature.name, "uri": feature.rel_filename, "rule": rule,
+        "scenario": scenario.name, "line": scenario.line_number})))
+    for tag in sorted(tags):
+        if tag.startswith("needs_") and (why := impl.lacks(tag[len("needs_"):])):
+            pytest.skip(why)
+    version = workqueue_plugin.session_broker(request.config).version
+    for expected in impl.expected:
+        if expected.applies(scenario.name, version):
+            reason = (f"{impl.id}: {expected.mechanism} ({', '.join(expected.references)}); if this passes, "
+                      f"{impl.id} keeps the guarantee on RabbitMQ {version}: update its manifest entry")
+            node.stash[EXPECTED_FAILURE] = {"reason": reason, "step": expected.step, "error": expected.error}
+            break
+
+
+def pytest_runtest_logreport(report):
+    """Each cell's outcome, on the process that writes the results (xdist's controller)."""
+    record = next((json.loads(v) for k, v in report.user_properties if k == "conformance"), None)
+    if record is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        outcome, reason = "passed", None
+        if hasattr(report, "wasxfail"):
+            outcome, reason = "expected failure", report.wasxfail
+        elif report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            reason = re.sub(r"^Skipped: ", "", reason)
+            outcome = "not applicable" if reason.startswith("not applicable") else "skipped"
+        elif report.failed:
+            outcome = "failed"
+            reason = " ".join(str(report.longrepr).split())[-600:]
+        _results.append({**record, "outcome": outcome, "reason": reason, "nodeid": report.nodeid})
+
+
+_results: list = []     # the cells of this run, as their reports arrive
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    config = session.config
+    path = config.getoption("conformance_results")
+    if not path or hasattr(config, "workerinput"):
+        return
+    facts = workqueue_plugin.run_facts(config) or {}
+    target = pathlib.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    impls = [{"id": i.id, "title": i.title, "language": i.language, "client": i.client}
+             for i in implementations(config)]
+    target.write_text(json.dumps({**facts, "implementations": impls, "cells": _results}, indent=2) + "\n")

@@ -1,0 +1,116 @@
+"""The worker contract (docs/conformance.md): what the steps ask of a worker, said to another
+implementation through its environment, and what it reports back through its events file.
+
+The steps speak the project's worker's options (``--prefetch 1``, ``--heartbeat 1``...).
+``worker_environment`` turns them into the contract's variables, and says which capability each
+needs: an option an implementation cannot honour makes the scenario not applicable to it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+
+from conformance.manifest import Implementation, fill
+from workqueue.testing.processes import WorkerProcess, child_env
+from workqueue.worker import connection_name
+
+
+class NotApplicable(Exception):
+    """The scenario needs a capability the implementation lacks (the message says which)."""
+
+
+#: Option of the project's worker -> (contract variable, capability it needs or None).
+OPTIONS = {
+    "--name": ("WORKER_NAME", None),
+    "--seconds-per-dot": ("WORKER_SECONDS_PER_DOT", None),
+    "--queue": ("WORKER_QUEUE", None),
+    "--queue-type": ("WORKER_QUEUE_TYPE", None),
+    "--prefetch": ("WORKER_PREFETCH", "prefetch"),
+    "--heartbeat": ("WORKER_HEARTBEAT", "heartbeat"),
+    "--delivery-limit": ("WORKER_DELIVERY_LIMIT", None),
+    "--dead-letter": ("WORKER_DEAD_LETTER", "dead_letter"),
+}
+#: Handlers of the project's worker -> the contract's WORKER_FAIL_ON.
+FAIL_ON = {"workqueue.testing.handlers:fail_on_poison": "poison"}
+#: Options of the project's worker with no equivalent in the contract: only it has them.
+ONLY_THE_REFERENCE = {
+    "--auto-ack": "automatic acknowledgment (a contrast of the project's own worker)",
+    "--no-reconnect": "an option not to reconnect (a contrast of the project's own worker)",
+    "--transient": "a transient queue",
+}
+#: Every variable of the contract (a worker never sees the user's own).
+VARIABLES = ("WORKER_URL", "WORKER_EVENTS", "WORKER_FAIL_ON", "WORKER_CONNECTION_NAME",
+             *sorted({variable for variable, _ in OPTIONS.values()}))
+
+
+def worker_environment(impl: Implementation, url: str | Sequence[str], options: Sequence[str]) -> dict[str, str]:
+    """The contract's variables for a worker started with the project's ``options``; raises
+    NotApplicable when one needs what ``impl`` lacks."""
+    urls = [url] if isinstance(url, str) else list(url)
+    env: dict[str, str] = {"WORKER_URL": " ".join(urls)}
+    if len(urls) > 1 and (why := impl.lacks("several_urls")):
+        raise NotApplicable(why)
+    args = list(options)
+    while args:
+        option = args.pop(0)
+        if option in ONLY_THE_REFERENCE:
+            raise NotApplicable(f"not applicable: {impl.id} has no {ONLY_THE_REFERENCE[option]}")
+        if option == "--handler":
+            handler = args.pop(0)
+            if handler not in FAIL_ON:
+                raise NotApplicable(f"not applicable: the contract has no handler {handler}")
+            if why := impl.lacks("fail_on"):
+                raise NotApplicable(why)
+            env["WORKER_FAIL_ON"] = FAIL_ON[handler]
+            continue
+        if option not in OPTIONS:
+            raise NotApplicable(f"not applicable: the contract has no equivalent of {option}")
+        variable, capability = OPTIONS[option]
+        value = args.pop(0)
+        if capability and (why := impl.lacks(capability)):
+            raise NotApplicable(why)
+        env[variable] = value
+        if option == "--name":
+            env["WORKER_CONNECTION_NAME"] = connection_name(value)
+    if env.get("WORKER_QUEUE_TYPE") == "quorum" and (why := impl.lacks("quorum")):
+        raise NotApplicable(why)
+    return env
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any WORKER_* variable of the user's, plus ``extra``."""
+    env = {k: v for k, v in child_env().items() if not k.startswith("WORKER_")}
+    env.update(extra)
+    return env
+
+
+def start_worker(impl: Implementation, name: str, url: str | Sequence[str], options: Sequence[str],
+                 on_line=None) -> WorkerProcess:
+    """One worker of ``impl``, as the project's worker would be started with ``options``."""
+    env = worker_environment(impl, url, options)
+    fd, events = tempfile.mkstemp(prefix=f"events-{impl.id}-{name}-", suffix=".jsonl")
+    os.close(fd)
+    env["WORKER_EVENTS"] = events
+    command = [fill(part, impl) for part in impl.command]
+    worker = WorkerProcess(name, url, *options, env=_clean_env(env), cwd=str(impl.directory), on_line=on_line,
+                           command=command, events=events)
+    return worker
+
+
+def send_with_adapter(impl: Implementation, url: str, queue: Sequence[str], bodies: Sequence[str],
+                      timeout: float) -> None:
+    """Hand ``bodies`` to the implementation's adapter command (one per line on its stdin); it
+    exits 0 once the broker has confirmed each one. ``queue``: the queue's options, as the
+    project's worker takes them (the adapter declares the queue as the worker does)."""
+    assert impl.send is not None
+    env = worker_environment(impl, url, queue)
+    command = [fill(part, impl) for part in impl.send]
+    run = subprocess.run(command, input="".join(f"{b}\n" for b in bodies), text=True, capture_output=True,
+                         timeout=timeout, cwd=str(impl.directory),
+                         env=_clean_env(env))
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+        raise RuntimeError(f"{impl.id}'s adapter exited {run.returncode} sending {len(bodies)} task(s): {last}")

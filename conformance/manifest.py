@@ -1,0 +1,187 @@
+"""Implementations of the worker under test, as a manifest lists them (docs/conformance.md).
+
+A manifest is TOML: one table per implementation, by id. ``load(path)`` reads and checks one;
+a mistake in it is a ``ManifestError`` whose one line names the entry and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import sys
+from typing import Any
+
+import tomllib
+
+#: What a worker may be able to do, as the scenarios ask for it. A scenario that needs one an
+#: implementation lacks is "not applicable" for it, with that reason.
+CAPABILITIES = {
+    "prefetch": "a prefetch knob (WORKER_PREFETCH; 0 is no limit)",
+    "heartbeat": "a client heartbeat it can be given (WORKER_HEARTBEAT)",
+    "graceful_signal": "SIGTERM finishes the task in hand, then exits 0",
+    "reconnects": "reconnects by itself when its connection is lost",
+    "several_urls": "several broker URLs (WORKER_URL, space-separated), tried in turn",
+    "redelivered": "reports the redelivered flag of each task",
+    "fail_on": "fails the tasks that mention WORKER_FAIL_ON",
+    "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE)",
+    "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER)",
+}
+#: Events a worker may report (in WORKER_EVENTS); one it does not, the steps take from the broker.
+EVENTS = ("consuming", "received", "done")
+QUEUE_PROFILES = {
+    "contract": "the worker declares the queue with the contract's arguments; the spec's producer "
+                "declares it alike",
+    "own": "the framework declares its queue its own way: tasks go through the adapter only",
+}
+INSTALLERS = ("debian", "pypi", "build")
+_ID = re.compile(r"[a-z0-9][a-z0-9-]*$")
+_EXPECTED_KEYS = {"scenario", "step", "error", "mechanism", "references", "versions"}
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used: the message is one line naming the entry and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """A strict expected failure: the scenario fails in ``step`` with an error matching ``error``
+    on ``versions`` (None: every version), because of ``mechanism`` (``references`` upstream)."""
+    scenario: str
+    step: str
+    error: str
+    mechanism: str
+    references: tuple[str, ...]
+    versions: tuple[str, ...] | None
+
+    def applies(self, scenario: str, version: str) -> bool:
+        """``scenario``: its name as run (an outline's, with its example's values filled in)."""
+        return scenario == self.scenario and (self.versions is None or version in self.versions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    id: str
+    title: str
+    language: str
+    client: str                        # library and version, as people name it
+    directory: pathlib.Path            # its files (relative paths in the manifest start here)
+    command: tuple[str, ...]           # starts one worker; {home}, {venv}, {dir}, {python} filled in
+    capabilities: frozenset[str]
+    events: frozenset[str]
+    queue: str = "contract"
+    send: tuple[str, ...] | None = None   # an adapter command (bodies on stdin), or the spec's producer
+    install: dict[str, Any] = dataclasses.field(default_factory=dict)
+    expected: tuple[Expected, ...] = ()
+    reference: bool = False            # the project's own worker
+
+    def lacks(self, capability: str) -> str | None:
+        """Why a scenario that needs ``capability`` is not applicable, or None when it is."""
+        if capability in self.capabilities:
+            return None
+        what = CAPABILITIES.get(capability, capability)
+        return f"not applicable: {self.id} lacks {capability} ({what})"
+
+
+def _fail(where: str, message: str) -> ManifestError:
+    return ManifestError(f"{where}: {message}")
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _fail(where, "must be a non-empty list of strings")
+    return tuple(value)
+
+
+def _expected(raw: Any, where: str) -> Expected:
+    if not isinstance(raw, dict):
+        raise _fail(where, "must be a table")
+    unknown = set(raw) - _EXPECTED_KEYS
+    if unknown:
+        raise _fail(where, f"unknown key {sorted(unknown)[0]!r}")
+    for key in ("scenario", "step", "error", "mechanism"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise _fail(f"{where}.{key}", "is required (a non-empty string)")
+    try:
+        re.compile(raw["error"])
+    except re.error as exc:
+        raise _fail(f"{where}.error", f"not a regular expression ({exc})") from None
+    versions = raw.get("versions", "all")
+    return Expected(raw["scenario"], raw["step"], raw["error"], " ".join(raw["mechanism"].split()),
+                    _strings(raw.get("references"), f"{where}.references"),
+                    None if versions == "all" else _strings(versions, f"{where}.versions"))
+
+
+def parse(data: dict[str, Any], base: pathlib.Path, source: str) -> list[Implementation]:
+    """The implementations of a parsed manifest; ``base``: the directory its paths start from."""
+    out = []
+    for key, raw in data.items():
+        where = f"{source}: [{key}]"
+        if not _ID.match(key):
+            raise _fail(where, "an id is lower-case letters, digits and dashes")
+        if not isinstance(raw, dict):
+            raise _fail(where, "must be a table")
+        for field in ("title", "language", "client", "command"):
+            if field not in raw:
+                raise _fail(where, f"{field!r} is required")
+        capabilities = frozenset(raw.get("capabilities", []))
+        unknown = capabilities - set(CAPABILITIES)
+        if unknown:
+            raise _fail(f"{where}.capabilities", f"unknown capability {sorted(unknown)[0]!r} "
+                                                 f"(known: {', '.join(CAPABILITIES)})")
+        events = frozenset(raw.get("events", EVENTS))
+        if events - set(EVENTS):
+            raise _fail(f"{where}.events", f"unknown event {sorted(events - set(EVENTS))[0]!r}")
+        if "received" not in events or "done" not in events:
+            raise _fail(f"{where}.events", "must hold 'received' and 'done' (the broker cannot tell them)")
+        queue = raw.get("queue", "contract")
+        if queue not in QUEUE_PROFILES:
+            raise _fail(f"{where}.queue", f"must be one of {', '.join(QUEUE_PROFILES)}")
+        install = raw.get("install", {})
+        if not isinstance(install, dict) or set(install) - set(INSTALLERS):
+            raise _fail(f"{where}.install", f"keys are {', '.join(INSTALLERS)}")
+        send = raw.get("send", "producer")
+        if queue == "own" and send == "producer":
+            raise _fail(f"{where}.send", "a framework that declares its own queue needs an adapter command")
+        directory = (base / raw.get("dir", ".")).resolve()
+        if not directory.is_dir():
+            raise _fail(f"{where}.dir", f"no such directory: {directory}")
+        expected = tuple(_expected(e, f"{where}.expected[{i}]") for i, e in enumerate(raw.get("expected", [])))
+        out.append(Implementation(
+            id=key, title=str(raw["title"]), language=str(raw["language"]), client=str(raw["client"]),
+            directory=directory, command=_strings(raw["command"], f"{where}.command"),
+            capabilities=capabilities, events=events, queue=queue,
+            send=None if send == "producer" else _strings(send, f"{where}.send"),
+            install=install, expected=expected, reference=bool(raw.get("reference", False))))
+    return out
+
+
+def load(path: str | pathlib.Path) -> list[Implementation]:
+    path = pathlib.Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot be read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path}: not TOML ({exc})") from None
+    if not data:
+        raise ManifestError(f"{path}: lists no implementation")
+    return parse(data, path.parent, str(path))
+
+
+#: The project's own manifest, with the reference worker and the implementations it ships.
+BUILTIN = pathlib.Path(__file__).resolve().parent / "implementations.toml"
+HOME = pathlib.Path(__file__).resolve().parent.parent / ".conformance"
+
+
+def home(impl: Implementation) -> pathlib.Path:
+    """Where an implementation's toolchain and build live (ignored by git)."""
+    return HOME / impl.id
+
+
+def fill(template: str, impl: Implementation) -> str:
+    """{home}, {venv}, {dir} and {python} in a command of the manifest."""
+    return (template.replace("{home}", str(home(impl))).replace("{venv}", str(home(impl) / "venv"))
+            .replace("{dir}", str(impl.directory)).replace("{python}", sys.executable))

@@ -1,0 +1,13 @@
+"""The conformance suite: every scenario tagged @conformance, once per implementation of the
+worker (``--impl``, from the project's manifest or ``--impl-file``). See docs/conformance.md."""
+
+import pytest
+from pytest_bdd import scenarios
+
+scenarios("dispatch", "reliability", "production")
+
+
+@pytest.fixture(autouse=True)
+def _each_implementation(worker_under_test):
+    """Asks for the worker under test, so that conformance/conftest.py can give one per run."""
+    return worker_under_test

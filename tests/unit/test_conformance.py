@@ -1,0 +1,116 @@
+"""The conformance suite's contract, with no broker: manifests and their one-line errors, the
+project's worker options said in the contract's variables, events files, the table."""
+
+import pathlib
+
+import pytest
+
+from conformance import manifest
+from conformance.__main__ import summary, table
+from conformance.contract import NotApplicable, worker_environment
+from workqueue.testing.processes import read_events
+
+ENTRY = """
+[mine]
+title = "my worker"
+language = "Go"
+client = "amqp091-go v1.16.0"
+command = ["./worker"]
+capabilities = ["prefetch", "redelivered"]
+"""
+
+
+def load(tmp_path, text):
+    path = tmp_path / "manifest.toml"
+    path.write_text(text)
+    return manifest.load(path)
+
+
+def test_the_projects_manifest_loads_and_names_seven_implementations_besides_the_reference():
+    impls = manifest.load(manifest.BUILTIN)
+    others = [i for i in impls if not i.reference]
+    assert len(others) >= 7 and [i.id for i in impls if i.reference] == ["reference"]
+    for impl in impls:
+        assert impl.directory.is_dir(), impl.id
+        for expected in impl.expected:          # each finding names a mechanism and a reference
+            assert expected.mechanism and expected.references, (impl.id, expected.scenario)
+
+
+def test_a_manifest_entry_paths_start_at_the_manifest(tmp_path):
+    [impl] = load(tmp_path, ENTRY)
+    assert impl.directory == tmp_path and impl.capabilities == {"prefetch", "redelivered"}
+    assert impl.events == set(manifest.EVENTS) and impl.queue == "contract" and impl.send is None
+
+
+@pytest.mark.parametrize("change, says", [
+    (("capabilities = [\"prefetch\", \"redelivered\"]", "capabilities = [\"telepathy\"]"),
+     "[mine].capabilities: unknown capability 'telepathy'"),
+    (("command = [\"./worker\"]\n", ""), "[mine]: 'command' is required"),
+    (("[mine]", '["Mine_1"]'), "an id is lower-case letters, digits and dashes"),
+    (("client = ", "queue = \"own\"\nclient = "), "[mine].send: a framework that declares its own queue needs"),
+    (("command = [\"./worker\"]", "command = [\"./worker\"]\nevents = [\"consuming\"]"),
+     "[mine].events: must hold 'received' and 'done'"),
+    (("redelivered\"]", "redelivered\"]\n[[mine.expected]]\nscenario = \"x\"\n"
+                          "step = \"Then y\"\nerror = \"(\"\nmechanism = \"m\"\nreferences = [\"r\"]"),
+     "[mine].expected[0].error: not a regular expression"),
+])
+def test_a_bad_manifest_is_one_line_naming_the_entry_and_key(tmp_path, change, says):
+    with pytest.raises(manifest.ManifestError) as error:
+        load(tmp_path, ENTRY.replace(*change))
+    message = str(error.value)
+    assert says in message and "\n" not in message, message
+
+
+def test_a_missing_or_broken_manifest_is_one_line(tmp_path):
+    for path, says in ((tmp_path / "none.toml", "no such manifest"), (tmp_path / "bad.toml", "not TOML")):
+        if path.name == "bad.toml":
+            path.write_text("[mine\n")
+        with pytest.raises(manifest.ManifestError) as error:
+            manifest.load(path)
+        assert says in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_workers_options_become_the_contracts_variables(tmp_path):
+    [impl] = load(tmp_path, ENTRY.replace('"prefetch", ', '"prefetch", "quorum", "dead_letter", "fail_on", '))
+    env = worker_environment(impl, "amqp://u:p@127.0.0.1:5672/v", [
+        "--name", "alice", "--seconds-per-dot", "0.2", "--queue", "task_queue", "--queue-type", "quorum",
+        "--delivery-limit", "3", "--dead-letter", "task_queue.dead", "--prefetch", "1",
+        "--handler", "workqueue.testing.handlers:fail_on_poison"])
+    assert env == {"WORKER_URL": "amqp://u:p@127.0.0.1:5672/v", "WORKER_NAME": "alice",
+                   "WORKER_CONNECTION_NAME": "workqueue worker alice", "WORKER_SECONDS_PER_DOT": "0.2",
+                   "WORKER_QUEUE": "task_queue", "WORKER_QUEUE_TYPE": "quorum", "WORKER_DELIVERY_LIMIT": "3",
+                   "WORKER_DEAD_LETTER": "task_queue.dead", "WORKER_PREFETCH": "1", "WORKER_FAIL_ON": "poison"}
+
+
+@pytest.mark.parametrize("options, url, says", [
+    (["--heartbeat", "1"], "amqp://h", "mine lacks heartbeat"),
+    (["--queue-type", "quorum"], "amqp://h", "mine lacks quorum"),
+    (["--auto-ack"], "amqp://h", "mine has no automatic acknowledgment"),
+    (["--handler", "workqueue.testing.handlers:fail_on_poison"], "amqp://h", "mine lacks fail_on"),
+    ([], ["amqp://a", "amqp://b"], "mine lacks several_urls"),
+    (["--frobnicate", "1"], "amqp://h", "the contract has no equivalent of --frobnicate"),
+])
+def test_an_option_the_implementation_cannot_honour_is_not_applicable_with_its_reason(tmp_path, options, url, says):
+    [impl] = load(tmp_path, ENTRY)
+    with pytest.raises(NotApplicable) as reason:
+        worker_environment(impl, url, options)
+    assert str(reason.value).startswith("not applicable: ") and says in str(reason.value)
+
+
+def test_an_events_file_is_read_whole_lines_only():
+    text = ('{"event": "consuming"}\n{"event": "received", "body": "task 1.", "redelivered": true}\n'
+            'not json\n{"event": "gossip"}\n{"event": "done", "body": "task 1."}\n{"event": "rec')
+    assert read_events(text) == [("consuming", None, False), ("received", "task 1.", True), ("done", "task 1.", False)]
+
+
+def test_the_table_sums_each_guarantee_per_implementation():
+    cells = [{"implementation": i, "feature": "F", "rule": "R", "scenario": s, "outcome": o, "reason": r}
+             for i, s, o, r in [("a", "s1", "passed", None), ("a", "s2", "not applicable", "not applicable: x"),
+                                ("b", "s1", "expected failure", "why"), ("b", "s2", "passed", None)]]
+    assert summary(["passed", "not applicable"]) == "passed"
+    assert summary(["not applicable", "not applicable"]) == "not applicable"
+    assert summary(["passed", "expected failure", "failed"]) == "failed"
+    text = table({"rabbitmq": "3.10.8", "backend": "node", "cells": cells,
+                  "implementations": [{"id": "a"}, {"id": "b"}]})
+    assert "| R | ✔ | ⚠ |" in text and "- ⚠ b: s1: why" in text and "- – a: s2: not applicable: x" in text
+    assert pathlib.Path(manifest.BUILTIN).exists()

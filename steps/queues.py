@@ -32,6 +32,10 @@ def queue_options(spec):
         options += ["--delivery-limit", str(spec.delivery_limit)]
     if spec.dead_letter:
         options += ["--dead-letter", spec.dead_letter]
+    if spec.max_length is not None:
+        options += ["--max-length", str(spec.max_length)]
+    if spec.overflow is not None:
+        options += ["--overflow", spec.overflow]
     return options
 
 
@@ -52,6 +56,32 @@ def _(broker, vhost, queue_spec, declared):
                   r'the dead-letter queue "(?P<dead>[^"]+)"'), target_fixture="queue_spec")
 def _(kind, limit, dead):
     return QueueSpec(queue_type=kind, delivery_limit=int(limit), dead_letter=dead)
+
+
+@given(parsers.re(r'a task queue that holds at most (?P<limit>\d+) tasks'
+                  r'(?P<refusing> and refuses the rest)?'
+                  r'(?:, dropping the oldest to the dead-letter queue "(?P<dead>[^"]+)")?$'),
+       target_fixture="queue_spec")
+def _(limit, refusing, dead):
+    return QueueSpec(max_length=int(limit), overflow="reject-publish" if refusing else None, dead_letter=dead)
+
+
+def held_tasks(broker, vhost, name):
+    """[(body, headers)] of the tasks ready in queue ``name``, in queue order. They are read
+    without an acknowledgment and go back, in their order, when the connection closes: this only
+    looks."""
+    conn = pika.BlockingConnection(broker.params(vhost))
+    try:
+        channel = conn.channel()
+        held = []
+        while True:
+            method, properties, body = channel.basic_get(name, auto_ack=False)
+            if method is None:
+                break
+            held.append((body.decode(errors="replace"), properties.headers or {}))
+    finally:
+        conn.close()
+    return held
 
 
 def password_of(url):
@@ -166,25 +196,27 @@ def _(amqp_url, task, name):
     return run_cli("new_task", "--queue", name, "--no-declare", task, url=amqp_url)
 
 
-@then(parsers.parse('the dead-letter queue "{name}" holds "{task}", rejected'))
-def _(broker, vhost, name, task):
-    """Exactly that one task, dead-lettered once, for having been rejected. The tasks are read
-    without an acknowledgment and go back when the connection closes: the step only looks."""
+#: Why a task was dead-lettered, as the step says it and as x-death records it.
+DEATHS = {"rejected": "rejected", "dropped for the length limit": "maxlen"}
+
+
+@then(parsers.re(r'the dead-letter queue "(?P<name>[^"]+)" holds "(?P<task>[^"]+)", '
+                 r'(?P<why>rejected|dropped for the length limit)$'))
+def _(broker, vhost, name, task, why):
+    """Exactly that one task, dead-lettered once, for that reason."""
     wait_counts(broker, vhost, name, (1, 0, 0))
-    conn = pika.BlockingConnection(broker.params(vhost))
-    try:
-        channel = conn.channel()
-        held = []
-        while True:
-            method, properties, body = channel.basic_get(name, auto_ack=False)
-            if method is None:
-                break
-            held.append((body, properties.headers or {}))
-    finally:
-        conn.close()
-    assert [body.decode(errors="replace") for body, _ in held] == [task], held
+    held = held_tasks(broker, vhost, name)
+    assert [body for body, _ in held] == [task], held
     deaths = held[0][1].get("x-death") or []
-    assert [(d["reason"], d["count"]) for d in deaths] == [("rejected", 1)], deaths
+    assert [(d["reason"], d["count"]) for d in deaths] == [(DEATHS[why], 1)], deaths
+
+
+@then(parsers.re(r'the queue "(?P<name>[^"]+)" holds (?P<tasks>".+)$'))
+def _(broker, vhost, name, tasks):
+    """Exactly those tasks, in that order, and nothing else (the count held still first)."""
+    expected = quoted(tasks)
+    wait_counts(broker, vhost, name, (len(expected), 0, 0))
+    assert [body for body, _ in held_tasks(broker, vhost, name)] == expected
 
 
 @then(parsers.parse('the producer says "{line}"'))

@@ -71,16 +71,31 @@ def _(send, count):
     return send([f"task {n}." for n in range(1, int(count) + 1)])
 
 
-@given(parsers.re(r'the tasks (?P<tasks>".+) are sent with new_task$'), target_fixture="sent_tasks")
-def _(amqp_url, declared, tasks):
-    """The tutorial's producer, one process per task, as its page runs it."""
-    sent = quoted(tasks)
-    for task in sent:
-        run = run_cli("new_task", task, url=amqp_url)
+def new_tasks(amqp_url, queue_spec, declared, tasks):
+    """The tutorial's producer, one process per task, as its page runs it, declaring the
+    scenario's queue; the first that fails raises."""
+    for task in tasks:
+        run = run_cli("new_task", *queue_options(queue_spec), task, url=amqp_url)
         if run.returncode != 0:
             raise RuntimeError(f"new_task exited {run.returncode}: {run.stderr.strip()}")
         declared.mark()
-    return sent
+    return tasks
+
+
+@given(parsers.re(r'the tasks (?P<tasks>".+) are sent with new_task$'), target_fixture="sent_tasks")
+def _(amqp_url, queue_spec, declared, tasks):
+    return new_tasks(amqp_url, queue_spec, declared, quoted(tasks))
+
+
+@when(parsers.re(r'the tasks (?P<tasks>".+) are sent with new_task$'), target_fixture="sent_tasks")
+def _(amqp_url, queue_spec, declared, tasks):
+    return new_tasks(amqp_url, queue_spec, declared, quoted(tasks))
+
+
+@when(parsers.re(r'the task "(?P<task>[^"]+)" is sent with new_task$'), target_fixture="producer_run")
+def _(amqp_url, queue_spec, task):
+    """One more task, whatever new_task answers (a Then says what it did)."""
+    return run_cli("new_task", *queue_options(queue_spec), task, url=amqp_url)
 
 
 @when("a heavy task is sent, then 5 light tasks", target_fixture="sent_tasks")

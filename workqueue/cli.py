@@ -7,7 +7,7 @@ import os
 import sys
 
 from workqueue.errors import EXIT_CODES, QueueRefused, WorkqueueError
-from workqueue.spec import QueueSpec
+from workqueue.spec import OVERFLOWS, QueueSpec
 from workqueue.urls import DEFAULT_URL, parameters_from_url, scrub, secrets_of
 
 
@@ -49,12 +49,18 @@ def add_queue_options(p):
                    help="times a failing task is tried before it is rejected (quorum: also x-delivery-limit)")
     p.add_argument("--dead-letter", default=None, metavar="QUEUE",
                    help="queue that rejected tasks go to (declared too)")
+    p.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="most ready tasks the queue holds (x-max-length; default: no limit)")
+    p.add_argument("--overflow", choices=OVERFLOWS, default=None,
+                   help="what a full queue does with one more task: drop-head drops the oldest (the "
+                        "broker's default), reject-publish refuses the new one (new_task exits 7)")
 
 
 def queue_from(args):
     try:
         return QueueSpec(name=args.queue, durable=not args.transient, queue_type=args.queue_type,
-                         delivery_limit=args.delivery_limit, dead_letter=args.dead_letter)
+                         delivery_limit=args.delivery_limit, dead_letter=args.dead_letter,
+                         max_length=args.max_length, overflow=args.overflow)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
 

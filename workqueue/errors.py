@@ -58,6 +58,13 @@ class TaskNotConfirmed(WorkqueueError):
     exit_code = 6
 
 
+class QueueFull(TaskNotConfirmed):
+    """The queue is at its length limit (x-max-length) and refuses new tasks (x-overflow
+    reject-publish): the broker nacked the task. What the queue held is kept."""
+
+    exit_code = 7
+
+
 EXIT_CODES = """\
 exit codes:
   0    success
@@ -67,4 +74,5 @@ exit codes:
   4    access refused (wrong user name or password, or no access to the virtual host)
   5    queue refused by the broker (e.g. 406 PRECONDITION_FAILED: inequivalent arguments)
   6    task not confirmed (unroutable, nacked, or channel closed before the confirm)
+  7    queue full: at its length limit it refuses new tasks (x-overflow reject-publish); what it holds is kept
   130  interrupted (second Ctrl+C)"""

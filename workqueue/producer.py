@@ -32,7 +32,14 @@ from workqueue._batch import Batch
 from workqueue._transport import coalesce_writes
 from workqueue.broker_errors import open_error, queue_refused, unanswered_declaration
 from workqueue.declare import declare_queue
-from workqueue.errors import BrokerUnreachable, ConnectionLost, QueueRefused, TaskNotConfirmed, WorkqueueError
+from workqueue.errors import (
+    BrokerUnreachable,
+    ConnectionLost,
+    QueueFull,
+    QueueRefused,
+    TaskNotConfirmed,
+    WorkqueueError,
+)
 from workqueue.failover import Backoff, Failover
 from workqueue.spec import QueueSpec
 from workqueue.urls import describe
@@ -164,7 +171,13 @@ class Producer:
 
     def _on_nack(self, batch: Batch, body: bytes) -> None:
         """A nacked task: an error, or (with reconnect_timeout) sent again while nacks have not
-        gone on for longer than that."""
+        gone on for longer than that. A queue that refuses tasks when full nacks for that reason:
+        QueueFull at once (sending again would only be refused again)."""
+        if self.queue.refuses_when_full:
+            batch.fail(QueueFull(f"queue {self.queue.name!r} is full (x-max-length {self.queue.max_length}, "
+                                 f"x-overflow {self.queue.overflow}): task {preview(body)} was refused; "
+                                 f"the tasks it holds are kept"))
+            return
         if self.reconnect_timeout > 0 and batch.nacked_for() < self.reconnect_timeout:
             batch.resend(body)
             self.resent_after_nack += 1

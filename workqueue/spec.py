@@ -3,6 +3,11 @@
 from dataclasses import dataclass
 
 QUEUE_TYPES = ("classic", "quorum")
+#: What a queue at its length limit does with one more task (x-overflow): drop its oldest (the
+#: broker's default), or refuse the new one (nack it; -dlx: also dead-letter it).
+OVERFLOWS = ("drop-head", "reject-publish", "reject-publish-dlx")
+#: The overflows under which a nack means "the queue is full".
+REFUSING = ("reject-publish", "reject-publish-dlx")
 
 
 @dataclass(frozen=True)
@@ -11,7 +16,9 @@ class QueueSpec:
 
     ``durable`` and ``queue_type`` are the tutorial's concerns: a durable queue survives a broker
     restart; quorum queues are always durable. ``delivery_limit`` bounds how often a failing task
-    is retried; ``dead_letter`` names the queue a rejected task goes to.
+    is retried; ``dead_letter`` names the queue a rejected task goes to. ``max_length`` bounds the
+    ready tasks it holds (x-max-length) and ``overflow`` says what happens to one more (x-overflow:
+    the oldest is dropped by default, dead-lettered when there is a dead-letter queue).
     """
 
     name: str = "task_queue"
@@ -19,12 +26,18 @@ class QueueSpec:
     queue_type: str = "classic"
     delivery_limit: int | None = None
     dead_letter: str | None = None
+    max_length: int | None = None
+    overflow: str | None = None
 
     def __post_init__(self):
         if self.queue_type not in QUEUE_TYPES:
             raise ValueError(f"queue type must be one of {', '.join(QUEUE_TYPES)}, not {self.queue_type!r}")
         if self.queue_type == "quorum" and not self.durable:
             raise ValueError("a quorum queue is always durable")
+        if self.overflow is not None and self.overflow not in OVERFLOWS:
+            raise ValueError(f"overflow must be one of {', '.join(OVERFLOWS)}, not {self.overflow!r}")
+        if self.max_length is not None and self.max_length < 0:
+            raise ValueError(f"a queue's length limit cannot be negative ({self.max_length})")
 
     @property
     def arguments(self):
@@ -37,7 +50,16 @@ class QueueSpec:
         if self.dead_letter:
             args["x-dead-letter-exchange"] = ""
             args["x-dead-letter-routing-key"] = self.dead_letter
+        if self.max_length is not None:
+            args["x-max-length"] = self.max_length
+        if self.overflow is not None:
+            args["x-overflow"] = self.overflow
         return args
+
+    @property
+    def refuses_when_full(self):
+        """A nack from this queue means it is full (its overflow refuses new tasks)."""
+        return self.max_length is not None and self.overflow in REFUSING
 
     def declarations(self):
         """(name, durable, arguments) to declare, in order: the dead-letter queue first."""

@@ -1,6 +1,7 @@
 """Workers: real worker processes, started, killed and watched: the project's own
 (`python -m workqueue.worker`), or in the conformance suite the implementation under test."""
 
+import collections
 import concurrent.futures
 import signal
 import time
@@ -321,9 +322,8 @@ def _(workers, name, count):
     deadline = time.monotonic() + DEADLINE
     while True:
         worker.signal(signal.SIGSTOP)
-        events = worker.events()
-        if events and events[-1][0] == "received":
-            break
+        if collections.Counter(worker.received()) - collections.Counter(worker.finished()):
+            break                       # a task received and not finished: in hand
         worker.signal(signal.SIGCONT)
         received = len(worker.received())
         worker.wait_for(lambda _l, n=received: len(worker.received()) > n, max(0.0, deadline - time.monotonic()),

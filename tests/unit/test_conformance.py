@@ -114,3 +114,20 @@ def test_the_table_sums_each_guarantee_per_implementation():
                   "implementations": [{"id": "a"}, {"id": "b"}]})
     assert "| R | ✔ | ⚠ |" in text and "- ⚠ b: s1: why" in text and "- – a: s2: not applicable: x" in text
     assert pathlib.Path(manifest.BUILTIN).exists()
+
+
+def test_every_expected_failure_names_a_conformance_scenario_and_one_of_its_steps():
+    """A renamed scenario or step would leave an entry that never arms: caught here."""
+    from docs import model
+    root = pathlib.Path(__file__).resolve().parents[2]
+    steps = {}
+    for _, scenario in model.all_scenarios(model.load_features(root / "features")):
+        if "conformance" not in scenario.tags:
+            continue
+        for example in scenario.examples or [None]:
+            name = model._example_name(scenario, example) if example else scenario.name
+            steps[name] = {f"{s.keyword} {s.text}" for s in scenario.steps}
+    for impl in manifest.load(manifest.BUILTIN):
+        for expected in impl.expected:
+            assert expected.scenario in steps, (impl.id, expected.scenario)
+            assert expected.step in steps[expected.scenario], (impl.id, expected.scenario, expected.step)

@@ -11,6 +11,7 @@ from steps.queues import queue_options, run_cli
 from steps.workers import worker_connections
 from workqueue import Producer, QueueSpec
 from workqueue.testing import scenario_vhost, wait_until
+from workqueue.testing.base import BrokerError
 from workqueue.testing.processes import WorkerPool
 
 #: Seconds of work per dot for cluster workers: tasks of one dot keep the flow going for a
@@ -89,8 +90,13 @@ def member_of(cluster, params):
 
 
 def worker_connection_nodes(cluster, vhost, name):
-    """The nodes the connections of worker ``name`` are on."""
-    return sorted(c["node"] for c in worker_connections(cluster, vhost, name))
+    """The nodes the connections of worker ``name`` are on; [] while no node's management API
+    answers (a cluster busy recovering from a fault: seen on 4.0.5 under CI's load, 2026-12-02),
+    so that a wait on it goes on until its deadline."""
+    try:
+        return sorted(c["node"] for c in worker_connections(cluster, vhost, name))
+    except BrokerError:
+        return []
 
 
 @given("a cluster of three nodes")

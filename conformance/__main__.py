@@ -87,28 +87,23 @@ def main(argv=None):
         known = manifest.load(manifest.BUILTIN)
         for path in args.impl_file:
             known += manifest.load(path)
+        chosen = [] if args.list else manifest.select(known, args.impl)
     except manifest.ManifestError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
-    by_id = {impl.id: impl for impl in known}
     if args.list:
         for impl in known:
             print(f"{impl.id:18} {impl.language:11} {impl.client:38} {impl.title}")
         return 0
-    ids = list(by_id) if args.impl == "all" else [i.strip() for i in args.impl.split(",") if i.strip()]
-    unknown = [i for i in ids if i not in by_id]
-    if unknown or not ids:
-        print(f"conformance: --impl: no implementation {(unknown or [''])[0]!r} (known: {', '.join(by_id)})",
-              file=sys.stderr)
-        return 2
-    for i in ids:
+    ids = [impl.id for impl in chosen]
+    for impl in chosen:
         try:
-            took = provision(by_id[i], log=lambda line: print(line, flush=True))
+            took = provision(impl, log=lambda line: print(line, flush=True))
         except ProvisionError as exc:
             print(f"conformance: cannot provision {exc}", file=sys.stderr)
             return 3
         if took is not None:
-            print(f"provisioned {i} in {took:.0f} s", flush=True)
+            print(f"provisioned {impl.id} in {took:.0f} s", flush=True)
     reports = pathlib.Path(args.reports or ROOT / "reports" / "conformance" / args.broker)
     reports.mkdir(parents=True, exist_ok=True)
     results_path = reports / "results.json"

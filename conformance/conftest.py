@@ -36,18 +36,9 @@ def implementations(config):
             known = manifest.load(manifest.BUILTIN)
             for path in config.getoption("impl_file"):
                 known += manifest.load(path)
+            chosen = manifest.select(known, config.getoption("impl"))
         except manifest.ManifestError as exc:
             raise pytest.UsageError(str(exc)) from None
-        by_id = {impl.id: impl for impl in known}
-        wanted = config.getoption("impl")
-        if wanted == "all":
-            chosen = list(by_id.values())
-        else:
-            ids = [i.strip() for i in wanted.split(",") if i.strip()]
-            unknown = [i for i in ids if i not in by_id]
-            if unknown:
-                raise pytest.UsageError(f"--impl: no implementation {unknown[0]!r} (known: {', '.join(by_id)})")
-            chosen = [by_id[i] for i in ids]
         config.stash[_IMPLS] = chosen
     return config.stash[_IMPLS]
 

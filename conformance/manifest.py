@@ -171,6 +171,19 @@ def load(path: str | pathlib.Path) -> list[Implementation]:
     return parse(data, path.parent, str(path))
 
 
+def select(known: list[Implementation], wanted: str) -> list[Implementation]:
+    """The implementations ``wanted`` names ("all", or comma-separated ids), in that order;
+    an unknown id is a ManifestError naming the known ones."""
+    by_id = {impl.id: impl for impl in known}
+    if wanted == "all":
+        return list(by_id.values())
+    ids = [i.strip() for i in wanted.split(",") if i.strip()]
+    unknown = [i for i in ids if i not in by_id] or ([] if ids else [""])
+    if unknown:
+        raise ManifestError(f"--impl: no implementation {unknown[0]!r} (known: {', '.join(by_id)})")
+    return [by_id[i] for i in ids]
+
+
 #: The project's own manifest, with the reference worker and the implementations it ships.
 BUILTIN = pathlib.Path(__file__).resolve().parent / "implementations.toml"
 HOME = pathlib.Path(__file__).resolve().parent.parent / ".conformance"

@@ -44,6 +44,11 @@ def _():
     return QueueSpec(queue_type="quorum")
 
 
+@given(parsers.re(r"a (?P<kind>classic|quorum) task queue$"), target_fixture="queue_spec")
+def _(kind):
+    return QueueSpec(queue_type=kind)
+
+
 @given("the task queue has been declared a few seconds ago")
 def _(broker, vhost, queue_spec, declared):
     from workqueue import Producer

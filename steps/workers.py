@@ -4,18 +4,23 @@
 import collections
 import concurrent.futures
 import signal
+import subprocess
+import threading
 import time
 
 import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
-from steps.queues import queue_options, wait_counts
+from steps.queues import exact_counts, held_tasks, queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerPool
 from workqueue.worker import connection_name
 
 POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
+CRASH_HANDLER = "workqueue.testing.handlers:die_on_crash"
+#: How often a restarted worker is started again at most: the bound of a crash loop's scenario.
+RESTARTS = 12
 
 
 @pytest.fixture
@@ -219,6 +224,54 @@ def _(broker, vhost, workers, name, long_task):
         f"the broker lists {mine} for worker {name}; as the task began, {worker.connections_at_start}")
 
 
+def told_of_consumer_timeout(worker):
+    """The lines in which ``worker`` said the broker's consumer timeout took its tasks back."""
+    return [line for line in worker.errors + worker.lines if "consumer timeout" in line]
+
+
+@then(parsers.parse('"{name}" is given that task, flagged as redelivered'))
+def _(broker, workers, name, long_task):
+    """Looked for during four consumer timeouts and a margin: the broker acts within a check
+    (half a second here) of the timeout."""
+    worker = workers[name]
+    window = 4 * broker.consumer_timeout + 10
+    try:
+        worker.wait_for(lambda _l: (long_task, True) in worker.deliveries(), window, "the task, redelivered")
+    except TimeoutError:
+        raise AssertionError(f"{name} was not given the task within {window} s "
+                             f"(deliveries {worker.deliveries()})") from None
+
+
+@then(parsers.parse('"{name}" says the consumer timeout took its task back, and consumes again'))
+def _(workers, name, long_task):
+    """Says: a line naming the consumer timeout and the task. Consumes again: a second
+    subscription, the process still running (the task it was running goes on meanwhile)."""
+    worker = workers[name]
+    worker.wait_for(lambda _l: worker.consuming_count() >= 2, DEADLINE, "consuming again")
+    said = told_of_consumer_timeout(worker)
+    assert any(long_task[:20] in line for line in said), (
+        f"{name} did not name the consumer timeout and its task; it printed {worker.errors[-5:]}")
+    assert worker.process.poll() is None, worker.errors
+
+
+@then(parsers.parse('"{name}" does that task once, and is never told of the consumer timeout'))
+def _(broker, workers, name, long_task):
+    """Watched for two consumer timeouts after the task is done: the broker, had it taken the
+    task back, would have acted by then."""
+    worker = workers[name]
+    worker.wait_done(1, DEADLINE)
+    try:
+        worker.wait_for(lambda _l: (worker.consuming_count() > 1 or len(worker.deliveries()) > 1
+                                    or told_of_consumer_timeout(worker)),
+                        2 * broker.consumer_timeout, "a second subscription, a second delivery or a timeout")
+    except TimeoutError:
+        pass                                # what is expected: none came
+    assert worker.deliveries() == [(long_task, False)], worker.lines
+    assert worker.consuming_count() == 1, worker.lines
+    assert not told_of_consumer_timeout(worker), worker.errors
+    assert worker.process.poll() is None, worker.errors
+
+
 @then(parsers.re(r'"(?P<name>[^"]+)" tries "(?P<poison>[^"]+)" (?P<times>\d+) times and does (?P<tasks>.+)$'))
 def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
     """The tries are counted once the task has left for the dead-letter queue (no try can follow),
@@ -361,3 +414,103 @@ def _(broker, vhost, queue_spec, workers, send, name, count, whom):
     send([f"task {n}" for n in range(1, count + 1)])
     wait_counts(broker, vhost, queue_spec.name, (0, count + 1, 1), hold=0)
     return LONG_TASK
+
+
+class Restarted:
+    """A worker started again each time it dies, as systemd or a container's restart policy
+    would, at most RESTARTS times: its incarnations are workers NAME, NAME-2, NAME-3..., each on
+    the pool. ``deaths``: how many were killed (by a signal); any other exit is ``errors``."""
+
+    def __init__(self, pool, name, *options):
+        self.pool, self.name, self.options = pool, name, options
+        self.deaths = 0
+        self.errors: list[str] = []
+        self.incarnations = [self._start(name)]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name=f"restarting-{name}", daemon=True)
+        self.thread.start()
+
+    def _start(self, name):
+        worker = self.pool.start(name, *self.options)
+        worker.wait_consuming(DEADLINE)
+        return worker
+
+    def _watch(self):
+        while not self.stopping.is_set():
+            current = self.incarnations[-1]
+            try:
+                code = current.process.wait(timeout=0.2)    # bounded: the stop event is read again
+            except subprocess.TimeoutExpired:               # still running
+                continue
+            if code is not None and code < 0:
+                self.deaths += 1
+            else:
+                self.errors.append(f"{current.name} exited with code {code}: {current.errors[-3:]}")
+            if self.deaths + len(self.errors) >= RESTARTS or self.stopping.is_set():
+                return
+            try:
+                self.incarnations.append(self._start(f"{self.name}-{len(self.incarnations) + 1}"))
+            except Exception as exc:   # reported by the Then steps
+                self.errors.append(f"restart failed: {exc}")
+                return
+
+    @property
+    def done(self):
+        return finished_by(self.incarnations)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(DEADLINE)
+
+
+def finished_by(workers):
+    return [task for w in workers for task in w.finished()]
+
+
+@pytest.fixture
+def restarting(workers):
+    """The scenario's restarted workers; they stop being restarted before the pool closes."""
+    started = []
+    yield started
+    for r in started:
+        r.stop()
+
+
+@given(parsers.parse('worker "{name}" is restarted whenever it dies, and dies on any task that mentions crash'),
+       target_fixture="restarted")
+def _(workers, restarting, name):
+    restarted = Restarted(workers, name, "--handler", CRASH_HANDLER)
+    restarting.append(restarted)
+    workers.declared.mark()
+    return restarted
+
+
+@then(parsers.re(r'"(?P<task>[^"]+)" kills (?P<count>\d+) workers in turn, and the others do (?P<tasks>.+)$'))
+def _(broker, vhost, queue_spec, restarted, task, count, tasks):
+    """Until the task is dead-lettered (then no worker can die of it any more) or the restarts
+    run out: exactly ``count`` deaths, and the other tasks each done once."""
+    dead = queue_spec.dead_letter
+    wait_until(lambda: (exact_counts(broker, vhost, dead)[0] == 1 or not restarted.thread.is_alive()),
+               DEADLINE, f"{task!r} dead-lettered to {dead!r}, or {RESTARTS} restarts")
+    assert not restarted.errors, restarted.errors
+    assert restarted.thread.is_alive(), (f"{task!r} killed {restarted.deaths} workers in turn and was not "
+                                         f"dead-lettered")
+    assert restarted.deaths == int(count), f"{task!r} killed {restarted.deaths} workers"
+    expected = quoted(tasks)
+    wait_until(lambda: len(restarted.done) >= len(expected), DEADLINE, f"{expected} done")
+    assert sorted(restarted.done) == sorted(expected), restarted.done
+
+
+@then(parsers.re(r'"(?P<task>[^"]+)" kills (?P<count>\d+) workers in turn, and is still in the queue$'))
+def _(broker, vhost, queue_spec, restarted, task, count):
+    """Ten deaths, each worker killed by the task (the last one's death leaves it in the queue):
+    nothing stopped the loop; the restarts are then stopped."""
+    wait_until(lambda: restarted.deaths >= int(count) or not restarted.thread.is_alive(), DEADLINE,
+               f"{count} workers killed by {task!r}")
+    restarted.stop()
+    assert not restarted.errors, restarted.errors
+    assert restarted.deaths >= int(count), f"{task!r} killed {restarted.deaths} workers, then stopped"
+    assert all(w.received() == [task] for w in restarted.incarnations[:int(count)]), (
+        [w.received() for w in restarted.incarnations])
+    wait_counts(broker, vhost, queue_spec.name, (1, 0, None))
+    assert [body for body, _ in held_tasks(broker, vhost, queue_spec.name)] == [task]

@@ -128,6 +128,35 @@ class RetryPolicy:
                   type(exc).__name__, exc, failures, self.limit, where)
         return Outcome.REJECT
 
+    def before_run(self, delivery: Delivery) -> Outcome | None:
+        """A task that came back unsettled (the worker running it died, or lost its connection)
+        counts as a try before it runs again, so that a task that kills its worker stops at the
+        delivery limit instead of killing one worker after another. Only with a delivery limit
+        set on the queue (``delivery_limit``). None: run it.
+
+        A quorum queue counts the returns itself (the broker's own limit would allow one more
+        run); a classic queue flags them redelivered only, so the worker sends the task round
+        again with its attempts header counting that try, before running it."""
+        if self.queue.delivery_limit is None:
+            return None
+        if self.queue.queue_type == "quorum":
+            tries = delivery.delivery_count
+            if tries < self.limit:
+                return None
+        else:
+            if not delivery.redelivered:
+                return None
+            tries = delivery.delivery_count + 1
+            if tries < self.limit:
+                log.warning("task %s came back unsettled (its worker died or lost its connection): try %d "
+                            "of %d; sent round again, counted", delivery.display(), tries, self.limit)
+                return Outcome.RETRY
+        where = (f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter
+                 else "nowhere (dropped)")
+        log.error("task %s came back unsettled after %d tries of %d (it may kill its worker); "
+                  "rejected to %s, not run", delivery.display(), tries, self.limit, where)
+        return Outcome.REJECT
+
     def retry(self, channel, tag: int, properties, delivery: Delivery) -> None:
         """Send a failed task round again (on the connection thread)."""
         if self.queue.queue_type == "quorum":
@@ -195,6 +224,7 @@ class Worker:
         self._stopping = threading.Event()
         self._tasks: Queue[_Task | None] = Queue()
         self._session: _Session | None = None
+        self._in_hand: Delivery | None = None       # the task the handler is running
 
     # -- public API -----------------------------------------------------------------------
     def run(self) -> None:
@@ -286,11 +316,29 @@ class Worker:
             task.session.post(lambda t=task, o=outcome: t.session.settle(t, o))
 
     def _handle(self, delivery: Delivery) -> Outcome:
+        counted = None if self.auto_ack else self.policy.before_run(delivery)
+        if counted is not None:
+            return counted
+        self._in_hand = delivery
         try:
             self.handler(delivery)
             return Outcome.ACK
         except Exception as exc:  # a failing handler never kills the worker
             return self.policy.after_failure(delivery, exc)
+        finally:
+            self._in_hand = None
+
+    def in_hand(self) -> str:
+        """' while task X was running' (for a message), or '' when the handler is idle."""
+        delivery = self._in_hand
+        return f" while task {delivery.display()} was running" if delivery is not None else ""
+
+
+def consumer_timed_out(reason) -> bool:
+    """The channel was closed by the broker's consumer timeout (RabbitMQ 3.8.15 to 4.2; 4.3 does so
+    for a client without consumer_cancel_notify): 406 'delivery acknowledgement on channel N
+    timed out'."""
+    return reason.reply_code == 406 and "delivery acknowledgement" in str(reason.reply_text)
 
 
 class _Session:
@@ -419,8 +467,12 @@ class _Session:
     def _on_cancelled_by_broker(self, _frame):
         # The broker cancels a consumer whose queue went away (deleted, or its node lost):
         # reconnect and consume again rather than wait for deliveries that never come.
+        # RabbitMQ 4.3 also cancels the consumer of a quorum queue whose task outlasted the
+        # consumer timeout (measured 2026-12-02; 3.10 and 4.0 close the channel instead).
         if not self.worker.stopping:
-            self.error = ConnectionLost(f"the broker cancelled the consumer of {self.worker.queue.name!r}")
+            self.error = ConnectionLost(f"the broker cancelled the consumer of {self.worker.queue.name!r}"
+                                        f"{self.worker.in_hand()} (a queue deleted or lost with its node, "
+                                        f"or a task held past the consumer timeout); consuming again")
             self.connection.close()
 
     def _on_channel_closed(self, _channel, reason):
@@ -428,6 +480,12 @@ class _Session:
                                                       pika.exceptions.ConnectionClosedByBroker)):
             if not self.consuming:                      # refused while declaring or subscribing
                 self.error = queue_refused(self.worker.queue.name, reason)
+            elif consumer_timed_out(reason):
+                # The broker took back the tasks of this channel, to give them to other workers:
+                # the one running finishes (its ack is lost), and the worker consumes again.
+                self.error = ConnectionLost(f"the broker's consumer timeout took back the tasks of this "
+                                            f"worker{self.worker.in_hand()}: {reason.reply_code} "
+                                            f"{reason.reply_text}; consuming again")
             else:
                 self.error = ConnectionLost(f"channel closed by the broker: {reason.reply_code} "
                                             f"{reason.reply_text}")

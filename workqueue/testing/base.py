@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import tempfile
@@ -243,7 +244,8 @@ class Broker(Target):
     node_name: str                  # the Erlang node name (node and container backends)
 
     def __init__(self, username: str | None = None, password: str | None = None, port: int | None = None,
-                 management_port: int | None = None, extra_conf: str = "", startup_timeout: float = 90.0):
+                 management_port: int | None = None, extra_conf: str = "", startup_timeout: float = 90.0,
+                 app_env: dict[str, int] | None = None):
         self.members = [self]
         self.host = "127.0.0.1"
         self.username = username or f"wq-{secrets.token_hex(3)}"
@@ -251,9 +253,19 @@ class Broker(Target):
         self.port = port or free_port()
         self.management_port = management_port or free_port()
         self.extra_conf = extra_conf
+        self.app_env = dict(app_env or {})
         self.startup_timeout = startup_timeout
         self.started = False
         self._version: str | None = None
+
+    def erl_args(self) -> str:
+        """``app_env`` as the Erlang VM's ``-rabbit key value`` arguments: settings of the rabbit
+        application that rabbitmq.conf does not take (``channel_tick_interval``: how often a
+        channel checks its consumer timeout, 60 s by default)."""
+        for key, value in self.app_env.items():
+            if not re.fullmatch(r"[a-z_]+", key) or not isinstance(value, int):
+                raise ValueError(f"app_env takes rabbit settings as name = integer, not {key!r} = {value!r}")
+        return "".join(f" -rabbit {key} {value}" for key, value in self.app_env.items())
 
     # -- lifecycle (public) -----------------------------------------------------------------
     def start(self) -> Broker:

@@ -158,8 +158,9 @@ class ContainerBroker(Broker):
             create["hostname"] = hostname
             container.with_env("RABBITMQ_NODENAME", self.node_name)
         container.with_kwargs(**create)
-        if cookie:
-            container.with_env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", f"-setcookie {cookie}")
+        erl_args = (f"-setcookie {cookie}" if cookie else "") + self.erl_args()
+        if erl_args:
+            container.with_env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", erl_args.strip())
         self._container = container
         self._created = False
         self._id: str | None = None

@@ -227,7 +227,7 @@ class NodeBroker(Broker):
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "ERL_CRASH_DUMP_SECONDS": "0",      # a failed boot exits at once
             "ERL_CRASH_DUMP": str(self.base / "log" / "erl_crash.dump"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}" + self.erl_args(),
             "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
         self.console_log = self.base / "log" / "console.log"

@@ -6,7 +6,8 @@ import time
 import pytest
 from pytest_bdd import given, parsers, when
 
-from workqueue.testing import QUEUE_SETTLE_SECONDS, make_broker
+from steps import DEADLINE
+from workqueue.testing import QUEUE_SETTLE_SECONDS, make_broker, wait_until
 
 
 class Declared:
@@ -57,27 +58,83 @@ def _(broker, declared, event):
 CONSUMER_TIMEOUT_TICK_MS = 500
 
 
+#: The consumer timeout of the broker of its own that scenarios tagged @own_broker run on.
+OWN_BROKER_CONSUMER_TIMEOUT = 5
+
+
 @pytest.fixture(scope="session")
-def configured_brokers():
-    """Brokers with a configuration of their own, shared by the scenarios that ask for the same
-    one (a boot costs about 4 s of CPU): started on first use, closed at the session's end."""
-    started = {}
-    yield started
-    for b in started.values():
-        b.close()
-
-
-@given(parsers.re(r"a broker whose consumer timeout is (?P<seconds>\d+) seconds"), target_fixture="broker")
-def _(broker, configured_brokers, seconds):
-    """The scenario's broker from here on (its vhost, its workers, its Then steps)."""
-    key = f"consumer_timeout={seconds}"
-    if key not in configured_brokers:
-        configured = make_broker(broker.kind, extra_conf=f"consumer_timeout = {int(seconds) * 1000}\n",
-                                 app_env={"channel_tick_interval": CONSUMER_TIMEOUT_TICK_MS})
-        configured.consumer_timeout = int(seconds)
-        configured_brokers[key] = configured        # closed at the end even if it fails to start
+def own_broker(broker_backend):
+    """The broker of the scenarios tagged @own_broker (tests/test_production.py makes it their
+    ``broker``): a consumer timeout of 5 s, checked every half second, and resource alarms that
+    block no other scenario's producers. One per test process, started on first use (a boot
+    costs about 4 s of CPU); its scenarios run one after another on it. Not a target_fixture: a
+    step's target_fixture named ``broker`` would overwrite the session's broker for the session
+    (pytest-bdd 9 sets the cached value of the active, session-scoped fixture definition)."""
+    configured = make_broker(broker_backend,
+                             extra_conf=f"consumer_timeout = {OWN_BROKER_CONSUMER_TIMEOUT * 1000}\n",
+                             app_env={"channel_tick_interval": CONSUMER_TIMEOUT_TICK_MS})
+    configured.consumer_timeout = OWN_BROKER_CONSUMER_TIMEOUT
+    try:
         configured.start()
-    return configured_brokers[key]
+        yield configured
+    finally:
+        configured.close()
+
+
+def own(broker):
+    assert getattr(broker, "consumer_timeout", None) == OWN_BROKER_CONSUMER_TIMEOUT, (
+        "this step needs the broker of its own: tag the feature @own_broker")
+    return broker
+
+
+@given(parsers.re(r"a broker whose consumer timeout is (?P<seconds>\d+) seconds"))
+def _(broker, seconds):
+    assert own(broker).consumer_timeout == int(seconds), broker.consumer_timeout
+
+
+@given("a broker of its own, for resource alarms")
+def _(broker):
+    own(broker)
+
+
+def memory_alarm(broker):
+    """Whether the broker's node has a memory alarm up (management API); None: not reported."""
+    return next(iter(n.get("mem_alarm") for n in broker.management.request("GET", "/api/nodes")), None)
+
+
+@pytest.fixture
+def alarm(broker):
+    """Raise and clear the memory alarm of the (scenario's) broker: a high watermark of 0 sets
+    it off at once (RabbitMQ's documented way to block all publishing); cleared at the end."""
+    class Alarm:
+        raised = False
+
+        def raise_(self):
+            broker.ctl("set_vm_memory_high_watermark", "0")
+            self.raised = True
+            wait_until(lambda: memory_alarm(broker) is True, DEADLINE, "the memory alarm to be up")
+
+        def clear(self):
+            broker.ctl("set_vm_memory_high_watermark", "0.4")
+            self.raised = False
+            wait_until(lambda: memory_alarm(broker) is False, DEADLINE, "the memory alarm to clear")
+    a = Alarm()
+    yield a
+    if a.raised:
+        a.clear()
+
+
+@given(parsers.re(r"the broker raises a memory alarm(?:, with (?P<count>\d+) tasks waiting in the task queue)?$"),
+       target_fixture="waiting_tasks")
+def _(alarm, send, count):
+    tasks = send([f"waiting {n}." for n in range(1, int(count or 0) + 1)]) if count else []
+    alarm.raise_()
+    return tasks
+
+
+@when("the alarm clears")
+def _(alarm):
+    alarm.clear()
 
 
 @given("a broker configured not to permit transient non-exclusive queues", target_fixture="amqp_url")

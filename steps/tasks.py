@@ -10,7 +10,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, HEAVY_TASK, LIGHT_TASK, quoted
-from steps.queues import queue_options, run_cli
+from steps.queues import password_of, queue_options, run_cli
 from workqueue import Producer, QueueSpec
 from workqueue.testing import free_port, wait_until
 from workqueue.testing.processes import child_env
@@ -302,3 +302,103 @@ def _(broker, amqp_url, input):
 def _(producer_run):
     for password in producer_run.passwords:
         assert password not in producer_run.stdout + producer_run.stderr
+
+
+class BackgroundCli:
+    """``python -m workqueue.<module>`` left running while the scenario goes on; its stdout and
+    stderr read into lists as they come. ``passwords``: those it must never print."""
+
+    def __init__(self, module, *args, url):
+        self.process = subprocess.Popen([sys.executable, "-m", f"workqueue.{module}", *args],
+                                        env=child_env({"WORKQUEUE_URL": url}), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.passwords = {password_of(u) for u in url.split()} - {""}
+        self.readers = [threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+                        for stream, sink in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, sink):
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def wait(self, timeout):
+        code = self.process.wait(timeout)
+        for reader in self.readers:
+            reader.join(timeout)
+        return code
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.wait(DEADLINE)
+
+
+@pytest.fixture
+def background_runs():
+    runs = []
+    yield runs
+    for run in runs:
+        run.close()
+
+
+@when(parsers.re(r'the task "(?P<task>[^"]+)" is sent with new_task, and worker "(?P<name>[^"]+)" '
+                 r'takes the queue$'), target_fixture="background_run")
+def _(amqp_url, queue_spec, workers, background_runs, task, name):
+    run = BackgroundCli("new_task", *queue_options(queue_spec), task, url=amqp_url)
+    background_runs.append(run)
+    workers.start(name).wait_consuming(DEADLINE)
+    return run
+
+
+BLOCKED_NOTICE_SECONDS = 20
+
+
+def blocked_lines(lines, why):
+    return [line for line in lines if "blocked publishing" in line and why in line]
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" does the (?P<count>\d+) waiting tasks while new_task waits, '
+                 r'saying it is blocked by "(?P<why>[^"]+)"$'))
+def _(workers, waiting_tasks, background_run, name, count, why):
+    worker = workers[name]
+    assert len(waiting_tasks) == int(count)
+    worker.wait_done(int(count), DEADLINE)
+    assert sorted(worker.finished()) == sorted(waiting_tasks), worker.finished()
+    # The broker blocks a publishing connection at its first publish (within a second, measured);
+    # 20 s is ample, and keeps the mutant that does not listen for it short.
+    wait_until(lambda: blocked_lines(background_run.stderr, why) or background_run.process.poll() is not None,
+               BLOCKED_NOTICE_SECONDS, f"new_task to say it is blocked by {why!r}")
+    assert blocked_lines(background_run.stderr, why), background_run.stderr
+    assert background_run.process.poll() is None, (background_run.process.returncode, background_run.stderr)
+    assert background_run.stdout == [], "new_task said it sent the task during the alarm"
+
+
+@then(parsers.re(r'new_task exits with code 0 and "(?P<name>[^"]+)" does "(?P<task>[^"]+)"$'))
+def _(workers, background_run, name, task):
+    assert background_run.wait(DEADLINE) == 0, background_run.stderr
+    assert background_run.stdout == [f" [x] Sent {task!r}"], background_run.stdout
+    worker = workers[name]
+    worker.wait_for(lambda _l: task in worker.finished(), DEADLINE, f"{task!r} done")
+    assert worker.finished().count(task) == 1, worker.finished()
+
+
+@when(parsers.re(r'the task "(?P<task>[^"]+)" is sent with new_task, giving up after (?P<seconds>\d+) '
+                 r'seconds blocked$'), target_fixture="producer_run")
+def _(amqp_url, queue_spec, task, seconds):
+    return run_cli("new_task", *queue_options(queue_spec), "--blocked-timeout", seconds, task, url=amqp_url)
+
+
+@then(parsers.re(r'new_task says it is blocked by "(?P<why>[^"]+)", then fails with exit code (?P<code>\d+) '
+                 r'and one line saying "(?P<says>[^"]+)"$'))
+def _(producer_run, why, code, says):
+    """Two lines on stderr exactly: the warning as the broker blocked it, the error at the end."""
+    lines = producer_run.stderr.strip().splitlines()
+    assert producer_run.returncode == int(code), (producer_run.returncode, producer_run.stderr)
+    assert len(lines) == 2 and blocked_lines(lines[:1], why), lines
+    assert says in lines[1], f"{says!r} is not in the line: {lines[1]}"
+    assert "Traceback" not in producer_run.stderr and producer_run.stdout == "", producer_run.stdout
+    assert producer_run.passwords and not any(p in producer_run.stderr for p in producer_run.passwords)

@@ -65,6 +65,14 @@ class QueueFull(TaskNotConfirmed):
     exit_code = 7
 
 
+class ProducerBlocked(TaskNotConfirmed):
+    """The broker blocked publishing (connection.blocked: a memory or disk alarm) for longer than
+    the producer's ``blocked_timeout``. Tasks confirmed before are in the queue; the others were
+    not confirmed (one may still reach the queue once the alarm clears)."""
+
+    exit_code = 8
+
+
 EXIT_CODES = """\
 exit codes:
   0    success
@@ -75,4 +83,5 @@ exit codes:
   5    queue refused by the broker (e.g. 406 PRECONDITION_FAILED: inequivalent arguments)
   6    task not confirmed (unroutable, nacked, or channel closed before the confirm)
   7    queue full: at its length limit it refuses new tasks (x-overflow reject-publish); what it holds is kept
+  8    blocked: the broker blocked publishing (a memory or disk alarm) for longer than --blocked-timeout
   130  interrupted (second Ctrl+C)"""

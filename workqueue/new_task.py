@@ -48,6 +48,9 @@ def main(argv=None):
     p.add_argument("--max-bytes", type=int, default=1024 * 1024, help="largest task accepted, in bytes")
     p.add_argument("--max-dots", type=int, default=3600,
                    help="most dots (seconds of work) a task may have; 0 = no limit")
+    p.add_argument("--blocked-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="how long to wait while the broker blocks publishing (a memory or disk "
+                        "alarm) before giving up with exit code 8 (default: 60)")
     cli.add_broker_options(p)
     cli.add_queue_options(p)
     args = p.parse_args(argv)
@@ -57,7 +60,7 @@ def main(argv=None):
         body = read_task(args)
         params = cli.params_from(args, connection_name="workqueue new_task")
         with Producer(params, cli.queue_from(args), persistent=not args.transient_message,
-                      declare=not args.no_declare) as producer:
+                      declare=not args.no_declare, blocked_timeout=args.blocked_timeout) as producer:
             producer.publish(body)
         print(f" [x] Sent {body.decode('utf-8')!r}", flush=True)
     return 0

@@ -35,6 +35,7 @@ from workqueue.declare import declare_queue
 from workqueue.errors import (
     BrokerUnreachable,
     ConnectionLost,
+    ProducerBlocked,
     QueueFull,
     QueueRefused,
     TaskNotConfirmed,
@@ -71,12 +72,17 @@ class Producer:
     ``confirm_timeout`` is how long a connection may go without any confirm: then publish_many
     raises TaskNotConfirmed, or, with ``reconnect_timeout``, gives that connection up as stalled
     and publishes the unconfirmed tasks again through a new one (the next node first).
+    ``blocked_timeout`` is how long it waits while the broker blocks publishing (a resource
+    alarm: connection.blocked, logged with its reason) before it raises ProducerBlocked; the
+    confirm timeout does not run meanwhile.
     """
 
     def __init__(self, params, queue: QueueSpec | None = None, *, persistent: bool = True,
                  declare: bool = True, window: int = 1000, confirm_timeout: float = 60.0,
-                 reconnect_timeout: float = 0.0, declare_timeout: float = 30.0):
+                 reconnect_timeout: float = 0.0, declare_timeout: float = 30.0,
+                 blocked_timeout: float = 60.0):
         self.failover = Failover(params)
+        self.blocked_timeout = blocked_timeout
         self.declare_timeout = declare_timeout
         self.reconnect_timeout = reconnect_timeout
         self.reconnections = 0
@@ -207,6 +213,7 @@ class _Session:
         self.seq = 0                       # the last delivery tag used on this channel
         self.returned: dict[bytes, collections.deque[str]] = {}   # body -> why each return came back
         self.batch: Batch | None = None
+        self.blocked: tuple[float, str] | None = None            # (since, the broker's reason)
 
     @property
     def usable(self) -> bool:
@@ -248,7 +255,41 @@ class _Session:
     # -- opening ------------------------------------------------------------------------------
     def _on_open(self, connection):
         coalesce_writes(connection)
+        connection.add_on_connection_blocked_callback(self._on_blocked)
+        connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
+
+    # -- blocked by a resource alarm ---------------------------------------------------------
+    def _on_blocked(self, _connection, frame):
+        reason = getattr(frame.method, "reason", "") or "no reason given"
+        since = time.monotonic()
+        self.blocked = (since, reason)
+        log.warning("the broker blocked publishing on %s: %s (a resource alarm); waiting up to %g s "
+                    "(--blocked-timeout)", describe(self.params), reason, self.producer.blocked_timeout)
+        self.connection.ioloop.call_later(self.producer.blocked_timeout, lambda: self._blocked_too_long(since))
+
+    def _on_unblocked(self, _connection, _frame):
+        if self.blocked is not None:
+            log.warning("the broker unblocked publishing after %.1f s; sending on",
+                        time.monotonic() - self.blocked[0])
+        self.blocked = None
+        if self.batch is not None:
+            self.batch.progress_at = time.monotonic()          # the confirm timeout starts again
+
+    def _blocked_too_long(self, since):
+        if self.blocked is None or self.blocked[0] != since:
+            return                                              # unblocked meanwhile
+        p = self.producer
+        batch = self.batch
+        first = f"; first unconfirmed task {preview(batch.first_unconfirmed())}" if batch and batch.unconfirmed else ""
+        error = ProducerBlocked(f"the broker blocked publishing for {p.blocked_timeout:g} s "
+                                f"(--blocked-timeout): {self.blocked[1]}{first}")
+        if batch is not None and not batch.done:
+            batch.fail(error)
+            batch.finish()
+        elif self.error is None:
+            self.error = error
+        self._abandon()
 
     def _on_open_error(self, _connection, exc):
         self.error = open_error(exc, self.params)
@@ -403,7 +444,9 @@ class _Session:
             if batch.done or self.batch is not batch:
                 return
             now = time.monotonic()
-            if now - batch.progress_at > p.confirm_timeout:
+            if self.blocked is not None:
+                batch.progress_at = now            # blocked: the blocked timeout runs instead
+            elif now - batch.progress_at > p.confirm_timeout:
                 stalled = (p.reconnect_timeout > 0
                            and now - batch.confirmed_at < p.confirm_timeout + p.reconnect_timeout)
                 batch.fail(TaskNotConfirmed(

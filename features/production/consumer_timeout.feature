@@ -1,4 +1,4 @@
-@production
+@production @own_broker
 Feature: A task longer than the broker's consumer timeout
   RabbitMQ gives a worker a limited time to acknowledge a task it holds: consumer_timeout, 30
   minutes by default. Past it the broker takes the task back and gives it to another worker:

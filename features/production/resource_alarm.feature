@@ -1,0 +1,28 @@
+@production @broker_control @own_broker
+Feature: A resource alarm blocks the producers, not the workers
+  A node low on memory or disk raises a resource alarm: it blocks every connection that
+  publishes (connection.blocked, with the reason) and goes on delivering to consumers, so the
+  workers drain the queue. The producer says it is blocked and why, and waits: it sends on once
+  the alarm clears, or gives up after its blocked timeout (new_task --blocked-timeout, 60 s by
+  default) with exit code 8, having reported nothing as sent that was not confirmed. These
+  scenarios run on a broker of their own: an alarm blocks every producer of its broker.
+
+  Background:
+    Given a broker of its own, for resource alarms
+
+  Rule: During a resource alarm the workers go on and the producer waits
+
+    Scenario: A producer waits out a memory alarm while a worker drains the queue
+      Given the broker raises a memory alarm, with 3 tasks waiting in the task queue
+      When the task "after the alarm" is sent with new_task, and worker "alice" takes the queue
+      Then "alice" does the 3 waiting tasks while new_task waits, saying it is blocked by "low on memory"
+      When the alarm clears
+      Then new_task exits with code 0 and "alice" does "after the alarm"
+
+  @contrast
+  Rule: A producer blocked for longer than its blocked timeout gives up, and says why
+
+    Scenario: new_task gives up after its blocked timeout
+      Given the broker raises a memory alarm
+      When the task "during the alarm" is sent with new_task, giving up after 3 seconds blocked
+      Then new_task says it is blocked by "low on memory", then fails with exit code 8 and one line saying "blocked publishing for 3 s"

@@ -42,3 +42,22 @@ def test_a_task_done_twice_does_not_stand_in_for_a_task_never_done():
     assert sum("[x] Done" in line for line in lines) == 2
     assert finished_tasks(lines) == ["task 1", "task 1"]
     assert not {"task 1", "task 2"} <= set(finished_tasks(lines))
+
+
+def test_no_step_makes_a_session_fixture_its_target():
+    """A step's target_fixture named after a session-scoped fixture (``broker``, ``cluster``)
+    would overwrite that fixture's value for the rest of the test process: pytest-bdd 9 sets the
+    cached value of the active fixture definition (seen 2026-12-02: the consumer-timeout
+    scenarios' broker leaked into later scenarios). A scenario needing another broker gets it
+    through a fixture (tests/test_production.py's ``broker`` for @own_broker)."""
+    import ast
+    import pathlib
+
+    session = {"broker", "cluster", "broker_backend", "own_broker"}
+    found = []
+    for path in sorted((pathlib.Path(__file__).parent.parent / "steps").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "target_fixture" and \
+                    isinstance(node.value, ast.Constant) and node.value.value in session:
+                found.append(f"{path.name}:{node.value.lineno} {node.value.value}")
+    assert not found, found

@@ -456,15 +456,11 @@ class Restarted:
 
     @property
     def done(self):
-        return finished_by(self.incarnations)
+        return [task for w in self.incarnations for task in w.finished()]
 
     def stop(self):
         self.stopping.set()
         self.thread.join(DEADLINE)
-
-
-def finished_by(workers):
-    return [task for w in workers for task in w.finished()]
 
 
 @pytest.fixture

@@ -116,14 +116,18 @@ class RetryPolicy:
     def earlier_deliveries(headers: dict | None) -> int:
         return max((int(headers.get(h) or 0) for h in _COUNT_HEADERS), default=0) if headers else 0
 
+    @property
+    def destination(self) -> str:
+        """Where a rejected task goes, for the log line that says so."""
+        return f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter else "nowhere (dropped)"
+
     def after_failure(self, delivery: Delivery, exc: Exception) -> Outcome:
         failures = delivery.delivery_count + 1
         if failures < self.limit:
             log.warning("task %s failed (%s: %s), attempt %d of %d; retrying", delivery.display(),
                         type(exc).__name__, exc, failures, self.limit)
             return Outcome.RETRY
-        where = (f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter
-                 else "nowhere (dropped)")
+        where = self.destination
         log.error("task %s failed (%s: %s), attempt %d of %d; rejected to %s", delivery.display(),
                   type(exc).__name__, exc, failures, self.limit, where)
         return Outcome.REJECT
@@ -151,8 +155,7 @@ class RetryPolicy:
                 log.warning("task %s came back unsettled (its worker died or lost its connection): try %d "
                             "of %d; sent round again, counted", delivery.display(), tries, self.limit)
                 return Outcome.RETRY
-        where = (f"dead-letter queue {self.queue.dead_letter!r}" if self.queue.dead_letter
-                 else "nowhere (dropped)")
+        where = self.destination
         log.error("task %s came back unsettled after %d tries of %d (it may kill its worker); "
                   "rejected to %s, not run", delivery.display(), tries, self.limit, where)
         return Outcome.REJECT

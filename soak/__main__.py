@@ -36,8 +36,8 @@ def parser() -> argparse.ArgumentParser:
                    help="broker (node) pauses: SIGSTOP / docker pause of the broker, or of the quorum "
                         "queue's leader node, for --fault-seconds")
     p.add_argument("--partitions", type=int, default=d.partitions,
-                   help="network partitions (--cluster on the container backend): the leader node cut "
-                        "off from the other nodes and the clients for --fault-seconds")
+                   help="network partitions (--cluster; on the node backend as root): the leader node's "
+                        "link dropped, cut off from the other nodes and the clients for --fault-seconds")
     p.add_argument("--fault-seconds", type=float, default=d.fault_seconds,
                    help="how long a pause or a partition lasts (long enough for a new leader)")
     p.add_argument("--plot", metavar="FILE.png",

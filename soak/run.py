@@ -117,8 +117,8 @@ def _target(config):
     target = make_cluster(config.broker) if config.cluster else make_broker(config.broker)
     if config.partitions and not target.can_partition:
         target.close()
-        raise Unsupported(f"--partitions needs the container backend: the nodes of a {target.kind} cluster "
-                          f"all listen on 127.0.0.1 and cannot be cut off from each other")
+        from workqueue.testing.plugin import partition_unavailable
+        raise Unsupported(f"--partitions: {partition_unavailable(target.kind) or 'this backend cannot cut a node off'}")
     return target
 
 

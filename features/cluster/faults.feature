@@ -2,7 +2,8 @@
 Feature: The leader node paused or cut off
   Jepsen's two faults for a cluster. A paused node (its Erlang VM stopped) keeps its sockets
   open and answers nothing: clients notice it only by their missed heartbeats. A partitioned
-  node is cut off from the other nodes and from the clients. Either way the other two nodes
+  node is cut off from the other nodes and from the clients: its link drops every packet, as
+  Jepsen's do, and it keeps its address. Either way the other two nodes
   are a majority: they elect a new leader for the quorum queue and the work goes on through
   them; when the node comes back it rejoins and catches up. Clients here use a 2 second
   heartbeat, so they notice the silent node within seconds. Each fault lasts 20 seconds:
@@ -31,4 +32,4 @@ Feature: The leader node paused or cut off
       Then every confirmed task is done at least once
       And another node took over as the queue's leader
       And the producer and the worker on the cut-off node carried on through another node
-      And the cut-off node is back in the cluster with a copy of the queue
+      And the cut-off node is back in the cluster, at the address it had, with a copy of the queue

@@ -187,10 +187,15 @@ class Target:
     def partition(self, member: Broker) -> None:
         raise BrokerControlUnavailable(
             f"{type(self).__name__} cannot cut a node off the network: partitions need a "
-            f"cluster on the container backend (--cluster --broker=container)")
+            f"cluster (--cluster), and on the node backend root (network namespaces)")
 
     def heal(self, member: Broker) -> None:
         self.partition(member)
+
+    def address_of(self, member: Broker) -> str | None:
+        """The address the other nodes reach ``member`` at, as the system has it now (a
+        partition must not change it)."""
+        return member.host
 
     def leftovers(self) -> list[str]:
         """What close() should have removed and still exists (processes, directories,
@@ -278,12 +283,12 @@ class Broker(Target):
     def stop(self) -> None:
         """Graceful shutdown; data stays for the next start()."""
         self._stop()
-        wait_until(lambda: not port_open(self.port), 60, f"port {self.port} to close after stop")
+        wait_until(lambda: not port_open(self.port, self.host), 60, f"port {self.port} to close after stop")
 
     def kill(self) -> None:
         """A real crash: SIGKILL of the broker; data stays for the next start()."""
         self._kill()
-        wait_until(lambda: not port_open(self.port), 60, f"port {self.port} to close after kill")
+        wait_until(lambda: not port_open(self.port, self.host), 60, f"port {self.port} to close after kill")
 
     def restart(self) -> None:
         self.stop()
@@ -324,7 +329,7 @@ class Broker(Target):
             return self.is_ready()
         try:
             wait_until(ready, timeout or self.startup_timeout,
-                       f"{self.kind} broker on 127.0.0.1:{self.port} to accept connections", 0.2)
+                       f"{self.kind} broker on {self.host}:{self.port} to accept connections", 0.2)
         except TimeoutError as exc:
             raise BrokerError(f"{exc}; last log lines:\n{self.logs(tail=30)}") from None
 
@@ -340,7 +345,7 @@ class Broker(Target):
                 self._kill()
             except Exception:
                 pass
-            wait_until(lambda: not port_open(self.port), 60, "the broker port to close")
+            wait_until(lambda: not port_open(self.port, self.host), 60, "the broker port to close")
             self.start()
 
     # -- addresses ----------------------------------------------------------------------------

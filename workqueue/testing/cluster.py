@@ -31,6 +31,7 @@ import pika
 import pika.exceptions
 
 from workqueue.management import VHOST_SECONDS, Management
+from workqueue.testing import netns
 from workqueue.testing.base import Broker, BrokerError, Target, free_port, wait_until
 
 if TYPE_CHECKING:
@@ -246,7 +247,10 @@ def _close_quietly(member: Broker) -> None:
 
 
 class NodeCluster(Cluster):
-    """Three local rabbitmq-server nodes: one private epmd, one cookie, one temp directory."""
+    """Three local rabbitmq-server nodes: one cookie, one temp directory, and as root one
+    network namespace each (netns.Lan: its own address, a link a partition can drop; each node
+    with its own epmd there, all on one port). Without root the nodes share 127.0.0.1 and one
+    epmd, and ``can_partition`` is False."""
 
     kind = "node"
 
@@ -255,25 +259,74 @@ class NodeCluster(Cluster):
 
         kwargs["extra_conf"] = CLUSTER_CONF + kwargs.get("extra_conf", "")
         self.base = Path(tempfile.mkdtemp(prefix="workqueue-cluster-"))
-        self.epmd = Epmd()
+        self.lan: netns.Lan | None = None
+        self.epmds: list[Epmd] = []
         cookie = secrets.token_hex(16).upper()
         username = kwargs.pop("username", None) or f"wq-{secrets.token_hex(3)}"
         password = kwargs.pop("password", None) or secrets.token_urlsafe(18)
         members: list[Broker] = []
         try:
+            if netns.unavailable() is None:
+                self.lan = netns.Lan(size).create()
+            epmd_port = free_port()
             for i in range(1, size + 1):
                 port = free_port()
                 conf = kwargs["extra_conf"] + (join_conf(members[0].node_name) if members else "")
-                members.append(NodeBroker(base_dir=self.base / f"node{i}", node_name=f"wq{i}x{port}@localhost",
-                                          port=port, epmd=self.epmd, cookie=cookie, username=username,
+                if self.lan is not None:
+                    host, prefix = self.lan.address(i), self.lan.exec_prefix(i)
+                    epmd = Epmd(epmd_port, f"127.0.0.1,{host}", prefix)
+                    self.epmds.append(epmd)
+                else:
+                    host, prefix = "127.0.0.1", []
+                    if not self.epmds:
+                        self.epmds.append(Epmd(epmd_port))
+                    epmd = self.epmds[0]
+                node = f"wq{i}x{port}@{host if self.lan is not None else 'localhost'}"
+                members.append(NodeBroker(base_dir=self.base / f"node{i}", node_name=node, port=port, host=host,
+                                          prefix=prefix, epmd=epmd, cookie=cookie, username=username,
                                           password=password, **{**kwargs, "extra_conf": conf}))
         except BaseException:
-            shutil.rmtree(self.base, ignore_errors=True)
+            self._close_shared()
             raise
         super().__init__(members)
 
+    @property
+    def can_partition(self) -> bool:    # type: ignore[override]
+        return self.lan is not None
+
+    def _index(self, member: Broker) -> int:
+        assert self.lan is not None, "a node cluster without network namespaces cannot be partitioned"
+        return self.members.index(member) + 1
+
+    def partition(self, member: Broker) -> None:
+        """Drop the node's link (netns.Lan.cut): no other node and no client reaches it, and it
+        keeps its address."""
+        self.lan.cut(self._index(member))       # type: ignore[union-attr]
+        self.held[member] = self.heal
+
+    def heal(self, member: Broker) -> None:
+        """Bring its link up again and wait until the cluster has it running."""
+        self.held.pop(member, None)
+        self.lan.heal(self._index(member))      # type: ignore[union-attr]
+        member.wait_ready()
+        self.wait_formed()
+
+    def address_of(self, member: Broker) -> str | None:
+        if self.lan is None:
+            return member.host
+        return self.lan.current_address(self._index(member))
+
+    def leftovers(self) -> list[str]:
+        epmds = [f"epmd pid {e.pid}" for e in self.epmds if e.process is not None and e.process.poll() is None]
+        strays = [f"stray epmd pid {pid}" for e in self.epmds for pid in e.strays()] if self.lan is None else []
+        return (super().leftovers() + epmds + strays
+                + (self.lan.leftovers() if self.lan is not None else []))
+
     def _close_shared(self) -> None:
-        self.epmd.close()
+        for epmd in self.epmds:
+            epmd.close()
+        if self.lan is not None:
+            self.lan.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -303,29 +356,64 @@ class ContainerCluster(Cluster):
             self.network.remove()
             raise
         super().__init__(members)
+        self.links: dict[Broker, str] = {}      # member cut off -> the link that was dropped
 
     can_partition = True
 
     def partition(self, member: Broker) -> None:
-        """Disconnect the node's container from the cluster's network: no other node reaches
-        it, and no client either (its published ports lead through that network)."""
-        from workqueue.testing.container import docker_client
+        """Drop the node's link as Jepsen drops its packets: the end of its veth on this
+        machine's side of the Docker bridge goes down. No other node reaches it and no client
+        either (its published ports lead through that bridge); it keeps its address. (Until
+        2026-12-02 the container left the network, and came back with the next free address:
+        the others' connections to the old one stayed dead until net_ticktime.)"""
         member = _container(member)
-        client = docker_client()
-        try:
-            client.networks.get(self.network.id).disconnect(member.container_id)
-        finally:
-            client.close()
+        link = self._host_link(member)
+        netns.ip("link", "set", link, "down")
+        self.links[member] = link
         self.held[member] = self.heal
 
     def heal(self, member: Broker) -> None:
-        """Connect it again under its name and wait until the cluster has it running."""
+        """Bring its link up again and wait until the cluster has it running."""
         self.held.pop(member, None)
-        member = _container(member)
-        assert member.container_id is not None and member.hostname is not None, member   # a started node
-        self.network.connect(member.container_id, network_aliases=[member.hostname])
+        link = self.links.pop(member, None)
+        if link is not None:
+            netns.ip("link", "set", link, "up")
         member.wait_ready()
         self.wait_formed()
+
+    def _network_settings(self, member: ContainerBroker,
+                          command: list[str] | None = None) -> tuple[dict[str, Any], str]:
+        """The engine's settings of the container on the cluster's network, and what
+        ``command`` printed when run in the container."""
+        from workqueue.testing.container import docker_client
+        client = docker_client()
+        try:
+            container = client.containers.get(member.container_id)
+            output = container.exec_run(command).output.decode(errors="replace") if command else ""
+            return container.attrs["NetworkSettings"]["Networks"][self.network.name], output
+        finally:
+            client.close()
+
+    def _host_link(self, member: ContainerBroker) -> str:
+        """The name, in this machine's namespace, of the veth end that joins the container's
+        interface on the cluster's network to the Docker bridge (looked up at each cut: a
+        container started again has a new veth). The engine must run on this machine."""
+        settings, out = self._network_settings(
+            member, ["sh", "-c", 'for i in /sys/class/net/*; do echo "$(cat $i/address) $(cat $i/iflink)"; done'])
+        mac = settings["MacAddress"].lower()
+        peer = next((line.split()[1] for line in out.splitlines() if line.split()[:1] == [mac]), None)
+        for link in Path("/sys/class/net").iterdir():
+            try:
+                if peer is not None and (link / "ifindex").read_text().strip() == peer:
+                    return link.name
+            except OSError:
+                continue
+        raise BrokerError(f"the link of {member.node_name} on the cluster's network is not on this machine "
+                          f"(MAC {mac}, peer index {peer}): partitions need the Docker engine here, as root")
+
+    def address_of(self, member: Broker) -> str | None:
+        """The container's address on the cluster's network, as the engine has it now."""
+        return self._network_settings(_container(member))[0].get("IPAddress") or None
 
     def _close_shared(self) -> None:
         from workqueue.testing.container import remove_until_gone

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +119,12 @@ class Epmd:
     """A private Erlang port mapper on its own loopback port (one per node, or one per cluster:
     clustered nodes find each other through the same epmd)."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None, address: str = "127.0.0.1", prefix: Sequence[str] = ()) -> None:
+        self.port = port or free_port()
+        #: where it listens (comma-separated), and the command prefix that runs it in a node's
+        #: network namespace (netns.Lan.exec_prefix; empty: this machine's namespace)
+        self.address = address
+        self.prefix = list(prefix)
         self.process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()       # a cluster's nodes start in parallel: one epmd only
 
@@ -132,13 +138,14 @@ class Epmd:
             if epmd is None:
                 raise NoBroker("epmd not found (it comes with erlang-base, a dependency of rabbitmq-server)")
             process = self.process = subprocess.Popen(
-                [epmd, "-port", str(self.port), "-address", "127.0.0.1"],
-                env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
+                [*self.prefix, epmd, "-port", str(self.port), "-address", self.address],
+                env={**os.environ, "ERL_EPMD_ADDRESS": self.address},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda: port_open(self.port) or process.poll() is not None, 30,
-                       f"epmd to listen on 127.0.0.1:{self.port}", 0.02)
+            host = self.address.split(",")[-1]
+            wait_until(lambda: port_open(self.port, host) or process.poll() is not None, 30,
+                       f"epmd to listen on {host}:{self.port}", 0.02)
             if process.poll() is not None:
-                raise BrokerError(f"epmd could not listen on 127.0.0.1:{self.port} (exit {process.returncode})")
+                raise BrokerError(f"epmd could not listen on {host}:{self.port} (exit {process.returncode})")
 
     @property
     def pid(self) -> int | None:
@@ -157,16 +164,20 @@ class Epmd:
                 pass
 
     def strays(self) -> list[int]:
-        """Pids of epmd processes, other than the one this object runs, on its private port:
-        started with ``-port <port>`` or with ERL_EPMD_PORT=<port> in their environment."""
+        """Pids of epmd processes, other than the one this object runs, on its private port in
+        its network namespace: started with ``-port <port>`` or with ERL_EPMD_PORT=<port> in
+        their environment (the epmds of a namespaced cluster share one port, one per namespace)."""
         port = str(self.port).encode()
         mine = b"ERL_EPMD_PORT=" + port
         found: list[int] = []
+        netns = _netns_inode(self.prefix)
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or (self.process is not None and int(entry) == self.process.pid
                                        and self.process.poll() is None):
                 continue
             try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino != netns:
+                    continue
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
                     argv = f.read().split(b"\0")
                 if b"epmd" not in argv[0]:
@@ -181,6 +192,14 @@ class Epmd:
         return found
 
 
+def _netns_inode(prefix: Sequence[str]) -> int:
+    """The inode of the network namespace a command prefix (``ip netns exec <name>``) runs in;
+    without one, this process's own."""
+    if len(prefix) >= 4 and prefix[-3:-1] == ["netns", "exec"]:
+        return os.stat(f"/run/netns/{prefix[-1]}").st_ino
+    return os.stat("/proc/self/ns/net").st_ino
+
+
 class NodeBroker(Broker):
     """One private rabbitmq-server node.
 
@@ -191,9 +210,15 @@ class NodeBroker(Broker):
     kind = "node"
 
     def __init__(self, *, base_dir: str | os.PathLike[str] | None = None, node_name: str | None = None,
-                 epmd: Epmd | None = None, cookie: str | None = None, **kwargs: Any):
+                 epmd: Epmd | None = None, cookie: str | None = None, host: str = "127.0.0.1",
+                 prefix: Sequence[str] = (), **kwargs: Any):
         require_node()
         super().__init__(**kwargs)
+        # A node of a namespaced cluster (netns.Lan): its own address, its programs started
+        # through ``prefix`` (``ip netns exec <namespace>``), a long node name (name@address).
+        self.host = host
+        self.prefix = list(prefix)
+        longname = "." in (node_name or "").partition("@")[2]
         self._own_dir = base_dir is None
         if self._own_dir:
             reap_orphan_dirs()
@@ -212,6 +237,7 @@ class NodeBroker(Broker):
             cookie_file.write_text(cookie)
             os.chmod(cookie_file, 0o400)
         self.log_file = self.base / "log" / f"{self.node_name}.log"
+        interface = "{" + self.host.replace(".", ",") + "}"
         self._write_config()
         self.env = {
             "HOME": str(self.base / "home"),
@@ -221,27 +247,29 @@ class NodeBroker(Broker):
             "RABBITMQ_PID_FILE": str(self.base / "rabbit.pid"),
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_IP_ADDRESS": self.host,
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_ADDRESS": self.epmd.address,
             "ERL_CRASH_DUMP_SECONDS": "0",      # a failed boot exits at once
             "ERL_CRASH_DUMP": str(self.base / "log" / "erl_crash.dump"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}" + self.erl_args(),
-            "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-kernel inet_dist_use_interface {interface}" + self.erl_args(),
+            "RABBITMQ_CTL_ERL_ARGS": f"-kernel inet_dist_use_interface {interface}",
         }
+        if longname:
+            self.env["RABBITMQ_USE_LONGNAME"] = "true"
         self.console_log = self.base / "log" / "console.log"
         self._console = open(self.console_log, "ab")
         self._executor = _executor_class()(
-            self.env, self._console, command=SERVER, host="127.0.0.1", port=self.port,
+            self.env, self._console, command=shlex.join([*self.prefix, SERVER]), host=self.host, port=self.port,
             distribution_port=self.dist_port, rabbit_ctl=CTL, logpath=self.base / "log",
             path=self.base, plugin_path=self.base, node_name=self.node_name)
         self._executor._timeout = self.startup_timeout
 
     def _write_config(self) -> None:
         (self.base / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            f"management.tcp.ip = 127.0.0.1\n"
+            f"listeners.tcp.default = {self.host}:{self.port}\n"
+            f"management.tcp.ip = {self.host}\n"
             f"management.tcp.port = {self.management_port}\n"
             f"default_user = {self.username}\n"
             f"default_pass = {self.password}\n"
@@ -302,7 +330,9 @@ class NodeBroker(Broker):
                 shutil.rmtree(self.base, ignore_errors=True)
 
     def ctl(self, *args: str) -> str:
-        result = subprocess.run([CTL, "-n", self.node_name, *args], env={**os.environ, **self.env},
+        longnames = ["--longnames"] if "RABBITMQ_USE_LONGNAME" in self.env else []
+        result = subprocess.run([*self.prefix, CTL, "-n", self.node_name, *longnames, *args],
+                                env={**os.environ, **self.env},
                                 capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise BrokerError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")

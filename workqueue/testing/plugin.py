@@ -62,8 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
                  "cluster: runs on a 3-node cluster (started once, by the first test that needs it)",
                  "rabbitmq4: outcome specific to RabbitMQ 4.x (deselected on 3.x)",
                  "rabbitmq3: outcome specific to RabbitMQ 3.x (deselected on 4.x)",
-                 "partition: cuts a cluster node off the network (container backend only; skipped, "
-                 "with a reason, on the others)"):
+                 "partition: cuts a cluster node off the network (skipped, with the reason, "
+                 "where the backend cannot: --broker=url, node backend without root)"):
         config.addinivalue_line("markers", line)
     if config.option.broker is not None and not (config.option.collectonly or config.option.help):
         require_broker(config)
@@ -237,7 +237,7 @@ def worker_pool(amqp_url: str) -> Generator[WorkerPool]:
 @pytest.hookimpl(tryfirst=True)      # before the tests are handed out
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect tests of the other RabbitMQ major; skip what the backend cannot do (broker
-    control on --broker=url, partitions off the container backend), with the reason. The
+    control on --broker=url, partitions where the backend cannot cut a node off), with the reason. The
     order of the tests is the project's own (workqueue.testing.scheduling is opt-in)."""
     if not any(item.get_closest_marker(m) for item in items
                for m in ("rabbitmq3", "rabbitmq4", "broker_control", "partition")):
@@ -261,18 +261,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if deselected:
                 config.hook.pytest_deselected(items=deselected)
                 items[:] = [item for item in items if not item.get_closest_marker(other)]
-    if kind != "container":
+    cannot_partition = partition_unavailable(kind)
+    if cannot_partition:
         for item in items:
             if item.get_closest_marker("partition"):
-                item.add_marker(pytest.mark.skip(
-                    reason=f"cuts a node off the cluster's network: needs --broker=container (the "
-                           f"nodes of a {kind} cluster all listen on 127.0.0.1)"))
+                item.add_marker(pytest.mark.skip(reason=f"cuts a node off the cluster's network: {cannot_partition}"))
     if kind == "url":
         for item in items:
             if item.get_closest_marker("broker_control"):
                 item.add_marker(pytest.mark.skip(
                     reason="needs to stop, crash or restart the broker: run with --broker=node or "
                            "--broker=container"))
+
+
+def partition_unavailable(kind: str) -> str | None:
+    """Why a cluster of backend ``kind`` cannot be partitioned here, or None when it can."""
+    if kind == "node":
+        from workqueue.testing import netns
+        reason = netns.unavailable()
+        return f"a node cluster's nodes get an address each only in network namespaces: {reason}" if reason else None
+    if kind == "url":
+        return "needs a cluster of throwaway nodes (--broker=node or --broker=container)"
+    return None
 
 
 @pytest.hookimpl(wrapper=True)

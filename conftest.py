@@ -30,6 +30,7 @@ pytest_plugins = [
     "steps.tasks",
     "steps.workers",
     "steps.cluster",
+    "steps.tutorial",
 ]
 if not any(ep.value.startswith("workqueue.testing.plugin")
            for ep in importlib.metadata.entry_points(group="pytest11")):

@@ -259,7 +259,7 @@ def latency(broker, runs):
         for r in range(runs):
             q = f"latency-{r}"
             _fresh_queue(params, q)
-            options = ("--queue", q, "--handler", "bench.handlers:mark_start")
+            options = ("--queue", q, "--queue-type", "classic", "--handler", "bench.handlers:mark_start")
             busy = WorkerProcess("busy", broker.url(), *options, env=env)
             spare = None
             try:
@@ -283,7 +283,7 @@ def latency(broker, runs):
 
     back_times, anomalies = [], []
     consuming = []
-    worker = WorkerProcess("w", broker.url(), "--queue", "latency-restart",
+    worker = WorkerProcess("w", broker.url(), "--queue", "latency-restart", "--queue-type", "classic",
                            on_line=lambda line: consuming.append(time.monotonic())
                            if "Waiting for messages" in line else None)
     try:

@@ -61,7 +61,8 @@ def _scene(broker, params, options, tasks, seconds_per_dot, queue):
         for name in ("alice", "bob"):
             pool.start(name).wait_consuming(60)
         from workqueue.spec import QueueSpec
-        with Producer(params, QueueSpec(queue)) as producer:
+        # The workers declared it as today's tutorial does: a quorum queue.
+        with Producer(params, QueueSpec(queue, queue_type="quorum")) as producer:
             producer.publish_many(tasks)
         for task in tasks:
             say(f" [x] Sent {task!r}")

@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from pytest_bdd import given, parsers, when
+from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE
 from workqueue.testing import QUEUE_SETTLE_SECONDS, make_broker, wait_until
@@ -143,3 +143,12 @@ def _(broker, extra_brokers):
     extra_brokers.append(denying)
     denying.start()
     return denying.url("/")
+
+
+@then(parsers.parse('the broker lists the deprecated feature "{feature}" as {phase}'))
+def _(broker, feature, phase):
+    """As the management API lists it (GET /api/deprecated-features, RabbitMQ 4): its
+    deprecation phase, "permitted by default" or "denied by default"."""
+    listed = {row["name"]: row for row in broker.management.request("GET", "/api/deprecated-features")}
+    assert feature in listed, f"the broker lists no deprecated feature {feature!r}: {sorted(listed)}"
+    assert listed[feature]["deprecation_phase"] == phase.replace(" ", "_"), listed[feature]

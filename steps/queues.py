@@ -166,8 +166,16 @@ def _(send, durability, name, task):
 @when(parsers.re(r'the producer sends "(?P<task>[^"]+)" to "(?P<name>[^"]+)" as a '
                  r'(?P<kind>durable|non-durable|quorum) queue'), target_fixture="producer_run")
 def _(amqp_url, task, name, kind):
-    options = {"durable": [], "non-durable": ["--transient"], "quorum": ["--queue-type", "quorum"]}[kind]
+    # "durable": as the tutorial declared it until 2026, a classic durable queue.
+    options = {"durable": ["--queue-type", "classic"], "non-durable": ["--transient"],
+               "quorum": ["--queue-type", "quorum"]}[kind]
     return run_cli("new_task", "--queue", name, *options, task, url=amqp_url)
+
+
+@when(parsers.parse('the producer sends "{task}" with its defaults'), target_fixture="producer_run")
+def _(amqp_url, task):
+    """``new_task TASK`` and nothing else: the queue task_queue, of the type it exists with."""
+    return run_cli("new_task", task, url=amqp_url)
 
 
 def assert_one_line_error(run, code, words):
@@ -231,11 +239,15 @@ def _(producer_run, line):
 
 
 @then(parsers.re(r'the queue "(?P<name>[^"]+)" (?:still )?holds (?P<count>\d+) tasks?'
-                 r'(?P<transient> and is not durable)?$'))
-def _(broker, vhost, name, count, transient):
+                 r'(?: and is (?:(?P<transient>not durable)|a (?P<kind>classic|quorum) queue))?$'))
+def _(broker, vhost, name, count, transient, kind):
     wait_counts(broker, vhost, name, (int(count), 0, 0))     # exact, and holding still
     if transient:
         assert broker.management.queue(vhost, name)["durable"] is False
+    if kind:
+        info = broker.management.queue(vhost, name)
+        assert (info["type"], info["durable"]) == (kind, True), (
+            f"{name!r} is a {info['type']} queue, durable {info['durable']}")
 
 
 @then(parsers.parse('the queue "{name}" holds no tasks'))

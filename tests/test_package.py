@@ -57,9 +57,9 @@ def test_new_task_prints_the_tutorials_line_and_defaults_to_hello_world(amqp_url
 
 def test_a_tutorial_publisher_feeds_the_workqueue_worker(broker, vhost, amqp_url, worker):
     w = worker()
-    connection = pika.BlockingConnection(broker.params(vhost))      # the tutorial's new_task.py
+    connection = pika.BlockingConnection(broker.params(vhost))      # the tutorial's new_task.py, today's
     channel = connection.channel()
-    channel.queue_declare(queue="task_queue", durable=True)
+    channel.queue_declare(queue="task_queue", durable=True, arguments={"x-queue-type": "quorum"})
     channel.basic_publish(exchange="", routing_key="task_queue", body="Third message.",
                           properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
     connection.close()
@@ -99,7 +99,7 @@ def test_workqueue_new_task_feeds_a_tutorial_worker(amqp_url):
 
 
 def test_an_undecodable_body_is_shown_with_repr_and_the_worker_goes_on(broker, vhost, worker):
-    w = worker()
+    w = worker("--queue-type", "classic")          # the library's QueueSpec() below
     with Producer(broker.params(vhost)) as producer:
         producer.publish_many([b"\xff\xfe binary", "after"])
     w.wait_done(2, DEADLINE)
@@ -151,7 +151,7 @@ def test_several_urls_fail_over_to_the_broker_that_answers(broker, vhost, amqp_u
     """Producer, worker and CLI given a dead address first (a node that is down) use the next."""
     from workqueue.testing import free_port
     dead = amqp_url.replace(f"127.0.0.1:{broker.port}", f"127.0.0.1:{free_port()}")
-    run = cli("new_task", "--url", dead, "--url", amqp_url, "via the second url", url="")
+    run = cli("new_task", "--url", dead, "--url", amqp_url, "--queue-type", "classic", "via the second url", url="")
     assert run.returncode == 0, run.stderr
     with Producer([pika.URLParameters(dead), broker.params(vhost)], QueueSpec()) as producer:
         producer.publish_many(["library task"])

@@ -43,8 +43,10 @@ def add_queue_options(p):
     p.add_argument("--queue", default="task_queue", help="queue name")
     p.add_argument("--transient", action="store_true",
                    help="declare a non-durable queue (lost on broker restart), like the tutorial's 'hello'")
-    p.add_argument("--queue-type", choices=("classic", "quorum"), default="classic",
-                   help="queue type; quorum queues are always durable")
+    p.add_argument("--queue-type", choices=("classic", "quorum"), default=None,
+                   help="queue type; quorum queues are always durable (default: the type of the queue "
+                        "as it exists; a new queue is a quorum queue, as today's tutorial declares "
+                        "task_queue, or classic with --transient)")
     p.add_argument("--delivery-limit", type=int, default=None, metavar="N",
                    help="times a failing task is tried before it is rejected (quorum: also x-delivery-limit)")
     p.add_argument("--dead-letter", default=None, metavar="QUEUE",
@@ -56,9 +58,15 @@ def add_queue_options(p):
                         "broker's default), reject-publish refuses the new one (new_task exits 7)")
 
 
-def queue_from(args):
+def queue_type_from(args):
+    """The type a new queue gets: --queue-type's, else quorum (as today's tutorial declares
+    task_queue), classic when --transient (a quorum queue is always durable)."""
+    return args.queue_type or ("classic" if args.transient else "quorum")
+
+
+def queue_from(args, queue_type=None):
     try:
-        return QueueSpec(name=args.queue, durable=not args.transient, queue_type=args.queue_type,
+        return QueueSpec(name=args.queue, durable=not args.transient, queue_type=queue_type or queue_type_from(args),
                          delivery_limit=args.delivery_limit, dead_letter=args.dead_letter,
                          max_length=args.max_length, overflow=args.overflow)
     except ValueError as exc:
@@ -106,6 +114,25 @@ def configure_logging(verbose, secrets=()):
         handler.addFilter(_Scrubbing(set(secrets)))
     if verbose < 2:
         logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+
+def adopting(args, run):
+    """``run(spec)`` with the queue the options describe. Without --queue-type, a queue that
+    exists with the other type is taken as it is: the broker refuses the declaration (406
+    inequivalent arg 'x-queue-type', which names the existing type, before anything is sent or
+    consumed), and ``run`` is called once more with that type. So new_task and the worker work
+    with a task_queue made by the tutorial's scripts of today (quorum) or of before 2026
+    (classic), whichever side declares it first. An explicit --queue-type is declared as given."""
+    spec = queue_from(args)
+    try:
+        return run(spec)
+    except QueueRefused as exc:
+        existing = exc.existing.get("x-queue-type")
+        if args.queue_type is not None or existing in (None, spec.queue_type):
+            raise
+        logging.getLogger("workqueue.cli").info("queue %r exists as a %s queue: using it as it is",
+                                                spec.name, existing)
+        return run(queue_from(args, existing))
 
 
 def hint(exc):

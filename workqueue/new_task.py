@@ -59,9 +59,12 @@ def main(argv=None):
     with cli.reporting(p.prog, secrets):
         body = read_task(args)
         params = cli.params_from(args, connection_name="workqueue new_task")
-        with Producer(params, cli.queue_from(args), persistent=not args.transient_message,
-                      declare=not args.no_declare, blocked_timeout=args.blocked_timeout) as producer:
-            producer.publish(body)
+
+        def send(queue):
+            with Producer(params, queue, persistent=not args.transient_message,
+                          declare=not args.no_declare, blocked_timeout=args.blocked_timeout) as producer:
+                producer.publish(body)
+        cli.adopting(args, send)
         print(f" [x] Sent {body.decode('utf-8')!r}", flush=True)
     return 0
 

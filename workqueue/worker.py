@@ -76,11 +76,20 @@ def main(argv=None):
     handler = announced(say, work)
     with cli.reporting(p.prog, secrets):
         params = cli.params_from(args, connection_name=connection_name(args.name))
-        worker = Worker(params, cli.queue_from(args), handler, prefetch=args.prefetch, auto_ack=args.auto_ack,
-                        reconnect=not args.no_reconnect,
-                        on_consuming=lambda: say(" [*] Waiting for messages. To exit press CTRL+C"))
+        workers = []                            # one, or a second one for an existing queue's type
+
+        def run(queue):
+            if workers and workers[-1].stopping:
+                return                          # stopped while the first declaration was refused
+            workers.append(Worker(params, queue, handler, prefetch=args.prefetch, auto_ack=args.auto_ack,
+                                  reconnect=not args.no_reconnect,
+                                  on_consuming=lambda: say(" [*] Waiting for messages. To exit press CTRL+C")))
+            workers[-1].run()
 
         def graceful(signum, frame):
+            if not workers:
+                raise KeyboardInterrupt
+            worker = workers[-1]
             if worker.stopping:                 # second Ctrl+C: abort at once
                 say(" [!] Aborted; unacknowledged tasks return to the queue")
                 os._exit(130)
@@ -91,7 +100,7 @@ def main(argv=None):
 
         signal.signal(signal.SIGINT, graceful)
         signal.signal(signal.SIGTERM, graceful)
-        worker.run()
+        cli.adopting(args, run)
         say(" [*] Stopped")
     return 0
 

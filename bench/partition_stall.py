@@ -1,8 +1,8 @@
 """How long a publisher on a majority node waits for its confirm after the queue's leader node
 is cut off: one table.
 
-A 3-node cluster (container backend: a partition needs its own network), a quorum queue, its
-leader node disconnected from the network for ``--seconds``; one publisher per delay in
+A 3-node cluster (``--broker``: container, or node as root, each node in a network namespace of
+its own), a quorum queue, its leader node's link dropped for ``--seconds``; one publisher per delay in
 ``--delays`` opens a connection to another node that many seconds after the cut and publishes
 one task, and one more publishes after the heal. Each row says when it connected and when its
 confirm came, counted from the cut. Measured 2026-12-02 (see docs/rabbitmq.md): the channels
@@ -70,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--delays", default="0.3,5,12,18",
                         help="seconds after the cut at which each publisher connects (default 0.3,5,12,18)")
     parser.add_argument("--seconds", type=float, default=20, help="length of the partition (default 20)")
+    parser.add_argument("--broker", choices=("container", "node"), default="container",
+                        help="the cluster's backend (default container; node needs root)")
     args = parser.parse_args(argv)
     try:
         delays = [float(d) for d in args.delays.split(",")]
@@ -81,7 +83,10 @@ def main(argv=None):
         print("partition_stall: needs the test extra (pip install -e '.[test]')", file=sys.stderr)
         return 2
     try:
-        with make_cluster("container") as cluster:
+        with make_cluster(args.broker) as cluster:
+            if not cluster.can_partition:
+                print(f"partition_stall: a {args.broker} cluster cannot be partitioned here", file=sys.stderr)
+                return 3
             leader, other, healed, rows = measure(cluster, delays, args.seconds)
             version = cluster.version
     except BrokerError as exc:

@@ -178,6 +178,12 @@ def _(amqp_url, task):
     return run_cli("new_task", task, url=amqp_url)
 
 
+@given(parsers.parse('the producer has sent "{task}" with its defaults'))
+def _(amqp_url, task):
+    run = run_cli("new_task", task, url=amqp_url)
+    assert run.returncode == 0, run.stderr
+
+
 def assert_one_line_error(run, code, words):
     """Exit ``code``, one line on stderr holding ``words``, no traceback, nothing on stdout, and
     none of the passwords of the broker the command was given (whichever broker that was)."""

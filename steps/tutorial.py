@@ -11,7 +11,7 @@ import pika.exceptions
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE
-from steps.queues import run_cli, wait_counts
+from steps.queues import wait_counts
 
 #: How today's tutorial declares its queues (durable, and this argument).
 TODAYS_ARGUMENTS = {"x-queue-type": "quorum"}
@@ -50,12 +50,6 @@ def _(broker, vhost, task):
                               pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent), mandatory=True)
     finally:
         connection.close()
-
-
-@given(parsers.parse('the producer has sent "{task}" with its defaults'))
-def _(amqp_url, task):
-    run = run_cli("new_task", task, url=amqp_url)
-    assert run.returncode == 0, run.stderr
 
 
 @when(parsers.parse('today\'s tutorial\'s worker declares "{name}"'), target_fixture="tutorial_refusal")

@@ -32,7 +32,7 @@ import pika.exceptions
 
 from workqueue.management import VHOST_SECONDS, Management
 from workqueue.testing import netns
-from workqueue.testing.base import Broker, BrokerError, Target, free_port, wait_until
+from workqueue.testing.base import Broker, BrokerControlUnavailable, BrokerError, Target, free_port, wait_until
 
 if TYPE_CHECKING:
     from workqueue.testing.container import ContainerBroker
@@ -57,6 +57,7 @@ class Cluster(Target):
         self.members = list(members)
         # member -> how to end the pause or partition it is in
         self.held: dict[Broker, Callable[[Broker], None]] = {}
+        self.links: dict[Broker, str] = {}      # member cut off -> the link that was dropped
         self.startup_timeout = startup_timeout
         self.username = members[0].username
         self.password = members[0].password
@@ -154,6 +155,29 @@ class Cluster(Target):
         member.resume()
         member.wait_ready()
         self.wait_formed()
+
+    def partition(self, member: Broker) -> None:
+        """Drop the node's link, as Jepsen drops its packets: the end of it on this machine's
+        side (``host_link``) goes down. No other node reaches it and no client either; it keeps
+        its address and its sockets."""
+        link = self.host_link(member)
+        netns.set_link(link, up=False)
+        self.links[member] = link
+        self.held[member] = self.heal
+
+    def heal(self, member: Broker) -> None:
+        """Bring its link up again and wait until the cluster has it running."""
+        self.held.pop(member, None)
+        link = self.links.pop(member, None)
+        if link is not None:
+            netns.set_link(link, up=True)
+        member.wait_ready()
+        self.wait_formed()
+
+    def host_link(self, member: Broker) -> str:
+        """The name, in this machine's network namespace, of the link that joins ``member`` to
+        the other nodes and the clients (what a partition drops)."""
+        raise NotImplementedError
 
     def ensure_healthy(self) -> None:
         """End any pause or partition a scenario left, start any node it left down, and wait
@@ -272,16 +296,15 @@ class NodeCluster(Cluster):
             for i in range(1, size + 1):
                 port = free_port()
                 conf = kwargs["extra_conf"] + (join_conf(members[0].node_name) if members else "")
-                if self.lan is not None:
+                if self.lan is not None:        # its own address, epmd and long node name
                     host, prefix = self.lan.address(i), self.lan.exec_prefix(i)
-                    epmd = Epmd(epmd_port, f"127.0.0.1,{host}", prefix)
-                    self.epmds.append(epmd)
-                else:
-                    host, prefix = "127.0.0.1", []
+                    node = f"wq{i}x{port}@{host}"
+                    self.epmds.append(Epmd(epmd_port, f"127.0.0.1,{host}", prefix))
+                else:                           # all on loopback, sharing one epmd
+                    host, prefix, node = "127.0.0.1", [], f"wq{i}x{port}@localhost"
                     if not self.epmds:
                         self.epmds.append(Epmd(epmd_port))
-                    epmd = self.epmds[0]
-                node = f"wq{i}x{port}@{host if self.lan is not None else 'localhost'}"
+                epmd = self.epmds[-1]
                 members.append(NodeBroker(base_dir=self.base / f"node{i}", node_name=node, port=port, host=host,
                                           prefix=prefix, epmd=epmd, cookie=cookie, username=username,
                                           password=password, **{**kwargs, "extra_conf": conf}))
@@ -294,27 +317,17 @@ class NodeCluster(Cluster):
     def can_partition(self) -> bool:    # type: ignore[override]
         return self.lan is not None
 
-    def _index(self, member: Broker) -> int:
-        assert self.lan is not None, "a node cluster without network namespaces cannot be partitioned"
-        return self.members.index(member) + 1
-
-    def partition(self, member: Broker) -> None:
-        """Drop the node's link (netns.Lan.cut): no other node and no client reaches it, and it
-        keeps its address."""
-        self.lan.cut(self._index(member))       # type: ignore[union-attr]
-        self.held[member] = self.heal
-
-    def heal(self, member: Broker) -> None:
-        """Bring its link up again and wait until the cluster has it running."""
-        self.held.pop(member, None)
-        self.lan.heal(self._index(member))      # type: ignore[union-attr]
-        member.wait_ready()
-        self.wait_formed()
+    def host_link(self, member: Broker) -> str:
+        """The bridge's end of the node's veth (netns.Lan.host_end)."""
+        if self.lan is None:
+            raise BrokerControlUnavailable(f"a node cluster cannot cut a node off without network namespaces: "
+                                           f"{netns.unavailable()}")
+        return self.lan.host_end(self.members.index(member) + 1)
 
     def address_of(self, member: Broker) -> str | None:
         if self.lan is None:
             return member.host
-        return self.lan.current_address(self._index(member))
+        return self.lan.current_address(self.members.index(member) + 1)
 
     def leftovers(self) -> list[str]:
         epmds = [f"epmd pid {e.pid}" for e in self.epmds if e.process is not None and e.process.poll() is None]
@@ -356,30 +369,8 @@ class ContainerCluster(Cluster):
             self.network.remove()
             raise
         super().__init__(members)
-        self.links: dict[Broker, str] = {}      # member cut off -> the link that was dropped
 
     can_partition = True
-
-    def partition(self, member: Broker) -> None:
-        """Drop the node's link as Jepsen drops its packets: the end of its veth on this
-        machine's side of the Docker bridge goes down. No other node reaches it and no client
-        either (its published ports lead through that bridge); it keeps its address. (Until
-        2026-12-02 the container left the network, and came back with the next free address:
-        the others' connections to the old one stayed dead until net_ticktime.)"""
-        member = _container(member)
-        link = self._host_link(member)
-        netns.ip("link", "set", link, "down")
-        self.links[member] = link
-        self.held[member] = self.heal
-
-    def heal(self, member: Broker) -> None:
-        """Bring its link up again and wait until the cluster has it running."""
-        self.held.pop(member, None)
-        link = self.links.pop(member, None)
-        if link is not None:
-            netns.ip("link", "set", link, "up")
-        member.wait_ready()
-        self.wait_formed()
 
     def _network_settings(self, member: ContainerBroker,
                           command: list[str] | None = None) -> tuple[dict[str, Any], str]:
@@ -394,10 +385,13 @@ class ContainerCluster(Cluster):
         finally:
             client.close()
 
-    def _host_link(self, member: ContainerBroker) -> str:
-        """The name, in this machine's namespace, of the veth end that joins the container's
-        interface on the cluster's network to the Docker bridge (looked up at each cut: a
-        container started again has a new veth). The engine must run on this machine."""
+    def host_link(self, member: Broker) -> str:
+        """The end of the container's veth on this machine's side of the Docker bridge, which
+        joins its interface on the cluster's network (looked up at each cut: a container started
+        again has a new veth). The engine must run on this machine. (Until 2026-12-02 a
+        partition took the container off the network, and it came back with the next free
+        address: the others' connections to the old one stayed dead until net_ticktime.)"""
+        member = _container(member)
         settings, out = self._network_settings(
             member, ["sh", "-c", 'for i in /sys/class/net/*; do echo "$(cat $i/address) $(cat $i/iflink)"; done'])
         mac = settings["MacAddress"].lower()

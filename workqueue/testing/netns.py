@@ -61,6 +61,12 @@ def ip(*args: str, check: bool = True) -> str:
     return result.stdout
 
 
+def set_link(name: str, up: bool) -> None:
+    """Set a link of this machine's namespace up or down (down: it drops every packet; the
+    addresses and routes on both ends stay)."""
+    ip("link", "set", name, "up" if up else "down")
+
+
 def namespaces() -> list[str]:
     return [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
 
@@ -137,10 +143,10 @@ class Lan:
     # -- faults -----------------------------------------------------------------------------
     def cut(self, i: int) -> None:
         """Drop node i's link: its packets go nowhere, its address and sockets stay."""
-        ip("link", "set", self.host_end(i), "down")
+        set_link(self.host_end(i), up=False)
 
     def heal(self, i: int) -> None:
-        ip("link", "set", self.host_end(i), "up")
+        set_link(self.host_end(i), up=True)
 
     def is_cut(self, i: int) -> bool:
         return "state DOWN" in ip("-o", "link", "show", self.host_end(i))

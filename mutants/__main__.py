@@ -12,13 +12,16 @@ own, stopping at the first failure. Where a scenario failed is learnt from pytes
 
   killed     a Then step (or the step the row names in `expect`; for a plain test, the test
              function) failed on its own check: an AssertionError, or a wait on an
-             observable condition that ran out (TimeoutError);
+             observable condition that ran out (TimeoutError); or a known defect's scenario
+             (a strict expected failure of features/defects.toml) passed: XPASS(strict);
   SURVIVED   every scenario passed with the mechanism off: a hole in the specification;
   ERROR      anything else, with the step and its message: the edit no longer applies, a file
              does not compile or a command does not import, the control run of one of its
              scenarios failed, a Given or When failed (even on an assertion), a fixture or a
              broker did not start, a worker exited before it ever consumed, a teardown failed,
-             the row ran out of time. Such a row says nothing until it is fixed.
+             the row ran out of time; or the code under test crashed ("crashed": a command
+             or a worker printed a traceback), whichever step then failed. Such a row says
+             nothing until it is fixed.
 
 Prints one table (mutant, what it breaks, control, scenarios run, result, seconds, the step that
 caught it and the first line of its message) and exits 0 when every row is killed, 1
@@ -208,6 +211,10 @@ def classify(record, expect=None):
     step ``expect`` names, or a plain test's function), ERROR for anything else."""
     text = describe_failure(record)
     step_type = record.get("step_type")
+    if record.get("xpass") and record.get("phase") == "call":
+        return "killed", f"XPASS(strict): the known defect's scenario passed: {record.get('message', '')[:200]}"
+    if record.get("crashed"):
+        return "ERROR", f"crashed: {record['crashed']}; then {text}"
     if record.get("phase") != "call":
         return "ERROR", f"{record.get('phase')} error: {text}"
     if not record.get("assertion"):
@@ -250,7 +257,9 @@ def control_run(rows, broker, jobs, timeout):
             row.control = "passed"
             for scenario in row.scenarios:
                 found = records_for(records, scenario)
-                failed = [r for r in found if r["outcome"] != "passed"]
+                # a known defect's scenario (features/defects.toml) passes its control as an
+                # expected failure; the row's kill is then its XPASS
+                failed = [r for r in found if r["outcome"] not in ("passed", "xfailed")]
                 if not found:
                     row.control = f"{scenario} did not run"
                 elif failed:
@@ -285,7 +294,8 @@ def run_row(row, broker, timeout):
         records = read_verdicts(verdicts)
         ran = [r for s in row.scenarios for r in records_for(records, s) if r["outcome"] != "skipped"]
         row.ran = len(ran)
-        failed = next((r for r in ran if r["outcome"] != "passed"), None)
+        # an expected failure that still fails as expected: the mutant changed nothing there
+        failed = next((r for r in ran if r["outcome"] not in ("passed", "xfailed")), None)
         if code in (2, 3, 4, 5):                      # interrupted, internal, usage, no tests
             tail = (directory / "pytest.log").read_text(errors="replace").strip().splitlines()[-3:]
             row.result, row.detail = "ERROR", f"pytest exit {code}: {' | '.join(tail)[:300]}"

@@ -7,6 +7,10 @@ given, when or then, and its text, from pytest-bdd's ``pytest_bdd_step_error`` h
 the exception came out of the step's own body (``pytest_bdd_before_step_call`` ran) or out of
 the fixtures the step asked for, and the exception's class and first line.
 
+``crashed`` names the first crash of the code under test seen during the test: a command or
+the project's worker that printed a traceback (workqueue.testing.processes.note_crashes).
+``xpass`` marks a strict expected failure (a known defect's scenario) that passed.
+
 ``assertion`` is true only for what a check itself raises: an AssertionError or a TimeoutError
 (a wait on an observable condition that never came true), raised by the body of the step or,
 for a plain test, by the test function. A worker that exited before it ever consumed
@@ -58,7 +62,22 @@ def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func
     }
 
 
-@pytest.hookimpl(wrapper=True)
+def _crashes():
+    """The crashes of the code under test the harness noted (workqueue.testing.processes)."""
+    try:
+        from workqueue.testing import processes
+    except ImportError:          # a project without the harness
+        return []
+    return processes.crashes
+
+
+def pytest_runtest_setup(item):
+    _crashes().clear()
+
+
+# tryfirst: the outermost wrapper, so that the report it records is the one every other
+# plugin has finished with (conftest.py turns a known defect's failure into an expected one).
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield
     path = os.environ.get(ENV)
@@ -68,6 +87,11 @@ def pytest_runtest_makereport(item, call):
     if report.failed and state["outcome"] == "passed":
         state["outcome"] = "failed"
         state["phase"] = report.when
+        crashed = list(_crashes())
+        if crashed:
+            state["crashed"] = crashed[0]
+        if report.when == "call" and str(report.longrepr).startswith("[XPASS(strict)]"):
+            state["xpass"] = True
         step = item.stash.get(_STEP, None)
         bdd = item.stash.get(_SCENARIO, False)
         if step is not None and report.when == "call":

@@ -6,8 +6,11 @@ published (unexpected), or duplicates exceed
 kills x prefetch + (crashes + restarts + pauses + partitions) x (workers x prefetch + window):
 a killed worker's prefetch comes back, and a broker fault can redeliver every worker's prefetch
 and make the producer re-send a whole window. It also fails a run that could not come to a
-verdict (the producer gave up, a worker died, nothing moved, time ran out) and one in which a
-scheduled fault never struck.
+verdict (the producer gave up, a worker died, nothing moved, time ran out), one in which a
+scheduled fault never struck, and one with a fault whose effect was not seen as it struck (the
+shared nemesis, workqueue.testing.nemesis: a crash that was not a SIGKILL, a pause that froze
+nothing, a partition that left the node reachable, a leader fault after which no other node
+led the queue).
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ class Result:
         if f.unfired:
             out.append(f"{f.unfired} scheduled fault(s) never happened: the work was done first "
                        f"(more tasks, or --work-ms, make room for them)")
+        for w in self.history.windows:
+            if w.unobserved:
+                out.append(f"a {w.kind} of {w.member} had no effect: {w.unobserved}")
+            elif not w.observed:
+                out.append(f"a {w.kind} of {w.member} was not observed as it struck")
         out.extend(f.problems)
         return out
 

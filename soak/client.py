@@ -82,8 +82,11 @@ class Workers:
     def kill_one(self, rng):
         victim = rng.choice(self.alive())
         self.killed.add(victim.pid)
-        victim.kill()
-        self.start()
+        try:
+            victim.kill()
+        finally:
+            self.start()
+        return victim
 
     @staticmethod
     def last_lines(worker, count=3):

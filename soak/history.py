@@ -23,6 +23,8 @@ class Window:
     start: float
     end: float
     note: str = ""
+    observed: str = ""          # what the kernel, the engine or the broker showed as it struck
+    unobserved: str = ""        # why its effect was not seen (the checker fails the run)
 
 
 class History:
@@ -53,9 +55,9 @@ class History:
         self._add(at, "done", body)
         self.done[body] += 1
 
-    def fault_start(self, kind, member) -> Window:
+    def fault_start(self, kind, member, observed="") -> Window:
         now = time.time()
-        window = Window(kind, member, now, now)
+        window = Window(kind, member, now, now, observed=observed)
         self.windows.append(window)
         self._add(now, "fault-start", window)
         return window

@@ -1,10 +1,13 @@
-"""Jepsen's nemesis: one fault at a time, made on the harness's fault interface, which a
-single broker and a 3-node cluster share (``fault_member``, ``crash``, ``stop_member``,
-``recover``, ``pause_member``, ``resume_member``, ``partition``, ``heal``).
+"""Jepsen's nemesis, as the soak schedules it: one fault at a time, made and observed by the
+harness's nemesis (workqueue.testing.nemesis, the one the steps use), on the fault interface a
+single broker and a 3-node cluster share.
 
-On a cluster a node fault ends in the background (the other nodes carry the work meanwhile):
-a crashed or stopped node rejoins once the others have done more work; a paused or cut-off one
-comes back after ``fault_seconds``. A single broker's fault ends before ``invoke`` returns.
+Each fault's window in the history carries what was observed as it struck, or why nothing was
+(the checker fails the run then). On a cluster a broker fault strikes the node that leads the
+queue at that moment, and ends in the background while the other nodes carry the work: a
+crashed or stopped node rejoins once the others have done more work; a paused or cut-off one
+comes back after ``fault_seconds``; the other nodes must name another leader meanwhile. A
+single broker's fault ends before ``invoke`` returns.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import threading
 from collections.abc import Callable
 
 from soak.history import History, Window
+from workqueue.testing import nemesis as harness
 from workqueue.testing import wait_until
+
+#: How long the other nodes have to name a new leader after the leader's fault.
+LEADER_SECONDS = 60
 
 
 class Nemesis:
     def __init__(self, target, vhost: str, queue: str, workers, history: History, rng,
                  fault_seconds: float, n: int, confirmed: Callable[[], int]):
         self.target = target
+        self.faults = harness.Nemesis(target)
         self.vhost = vhost
         self.queue = queue
         self.workers = workers
@@ -37,8 +45,19 @@ class Nemesis:
         self.last = f"{kind} at {self.history.unique_done} tasks processed"
         if kind == "kill":
             return self.kill()
-        member = self.target.fault_member(self.vhost, self.queue)   # one broker, or the queue's leader node
+        member = self.target.fault_member(self.vhost, self.queue)
         window = self.history.fault_start(kind, self.label(member))
+        try:
+            member, observation = self.faults.strike_leader(
+                {"crash": "crash", "restart": "stop", "pause": "pause", "partition": "partition"}[kind],
+                self.vhost, self.queue)
+            window.member = self.label(member)
+            window.observed = observation.seen
+        except harness.FaultNotObserved as exc:
+            window.unobserved = str(exc)
+            if not exc.struck:
+                self.history.fault_end(window)
+                return window
         getattr(self, kind)(member, window)
         return window
 
@@ -46,27 +65,28 @@ class Nemesis:
         """A node is still on its way back: no other broker fault until it is."""
         return self._ending is not None and self._ending.is_alive()
 
-    # -- the faults: one method each ------------------------------------------------------
+    # -- the faults' ends: one method each ------------------------------------------------
     def kill(self) -> Window:
-        self.workers.kill_one(self.rng)
         window = self.history.fault_start("kill", "a worker")
+        try:
+            victim = self.workers.kill_one(self.rng)
+            window.member = f"worker {victim.name}"
+            window.observed = f"pid {victim.pid} ended by SIGKILL (wait status: signal 9)"
+        except harness.FaultNotObserved as exc:
+            window.unobserved = str(exc)
         self.history.fault_end(window)
         return window
 
     def crash(self, member, window):
-        self.target.crash(member)
         self._end(self._rejoin, member, window)
 
     def restart(self, member, window):
-        self.target.stop_member(member)
         self._end(self._rejoin, member, window)
 
     def pause(self, member, window):
-        self.target.pause_member(member)
         self._end(self._hold, member, window, self.target.resume_member)
 
     def partition(self, member, window):
-        self.target.partition(member)
         self._end(self._hold, member, window, self.target.heal)
 
     # -- how a fault ends -----------------------------------------------------------------
@@ -79,9 +99,10 @@ class Nemesis:
             how(member, window, *args)
 
     def _rejoin(self, member, window):
-        """A cluster's node stays down until the others have done more work, then rejoins; a
-        lone broker starts again at once (no work goes on without it)."""
+        """A cluster's node stays down until another node leads and the others have done more
+        work, then rejoins; a lone broker starts again at once (no work goes on without it)."""
         if self.target.can_work_without(member):
+            self._leader_moved(member, window)
             done_then = self.history.unique_done
             try:
                 wait_until(lambda: self.history.unique_done >= min(done_then + max(self.n // 100, 1),
@@ -99,13 +120,19 @@ class Nemesis:
         end(member)
         self.history.fault_end(window)
         if self.target.can_work_without(member):
-            # Asked of the other nodes: the faulted node's own view can be stale (a paused
-            # node named itself leader right after its pause).
-            try:
-                leader = self.target.wait_new_leader(self.vhost, self.queue, member, timeout=30)
-                window.note = f"leader after: {leader.node_name}"
-            except Exception as exc:  # the note is for the reader only
-                window.note = f"leader after: none named by the other nodes ({type(exc).__name__})"
+            self._leader_moved(member, window)
+
+    def _leader_moved(self, member, window):
+        """The other nodes name another leader (the faulted node's own view can be stale: a
+        paused node named itself leader right after its pause); if none does in time, the fault
+        had no effect on the queue's leadership, and the checker fails the run."""
+        try:
+            leader = self.target.wait_new_leader(self.vhost, self.queue, member, timeout=LEADER_SECONDS)
+            window.note = f"leader after: {leader.node_name}"
+        except Exception as exc:
+            if not window.unobserved:
+                window.unobserved = (f"no node other than {member.node_name} named a new leader of "
+                                     f"{self.queue!r} within {LEADER_SECONDS} s ({type(exc).__name__})")
 
     def label(self, member) -> str:
         """``node 2 (rabbit@host2)`` in a cluster, ``the broker`` alone (the plot keeps the first words)."""

@@ -163,9 +163,11 @@ def table(result: Result) -> str:
                      f"publish to first done, over every task; p90 {latency['p90']:.3f} s, "
                      f"p99 {latency['p99']:.3f} s, max {latency['max']:.3f} s"))
     for w in timeline.windows:
-        if w.kind in ("pause", "partition"):
+        if w.kind != "kill":
+            seen = (f"; NOT OBSERVED: {w.unobserved}" if w.unobserved
+                    else f"; seen: {w.observed}" if w.observed else "")
             rows.append((f"  {w.kind}", f"{w.end - w.start:.0f} s",
-                         f"{w.member} at {w.start - timeline.start:.0f} s" + (f"; {w.note}" if w.note else "")))
+                         f"{w.member} at {w.start - timeline.start:.0f} s" + (f"; {w.note}" if w.note else "") + seen))
     lines = [title(result), f"{'':<26}{'count':>9}  notes"]
     lines += [f"{name:<26}{value:>9}  {note}" for name, value, note in rows]
     lines += [f"note: {note}" for note in f.notes]

@@ -8,6 +8,7 @@ from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE
 from workqueue.testing import QUEUE_SETTLE_SECONDS, make_broker, wait_until
+from workqueue.testing.nemesis import Nemesis
 
 
 class Declared:
@@ -33,6 +34,20 @@ def declared():
 
 
 @pytest.fixture
+def nemesis(request):
+    """``nemesis(target)``: the scenario's nemesis of a broker or a cluster (its faults observed
+    as they strike: workqueue.testing.nemesis); each observation goes into the test's report
+    (junit XML properties, named "fault")."""
+    made = {}
+
+    def of(target):
+        return made.setdefault(id(target), Nemesis(target))
+    yield of
+    for each in made.values():
+        request.node.user_properties.extend(("fault", str(o)) for o in each.observations)
+
+
+@pytest.fixture
 def extra_brokers():
     """Brokers started for one scenario only; closed at its end."""
     brokers = []
@@ -42,15 +57,17 @@ def extra_brokers():
 
 
 @when(parsers.re(r"the broker (?P<event>restarts|crashes and recovers|crashes at once and recovers)$"))
-def _(broker, declared, event):
+def _(broker, declared, nemesis, event):
     """A crash waits until the scenario's queues are a few seconds old (QUEUE_SETTLE_SECONDS,
-    from their first declaration), unless it is the defect's own scenario, which crashes at once."""
+    from their first declaration), unless it is the defect's own scenario, which crashes at once.
+    Either is observed as it strikes: a restart's stop was graceful, a crash a SIGKILL."""
     if event == "restarts":
-        broker.restart()
-        return
-    if event == "crashes and recovers":
-        declared.wait_settled()
-    broker.crash_and_recover()
+        nemesis(broker).stop(broker)
+    else:
+        if event == "crashes and recovers":
+            declared.wait_settled()
+        nemesis(broker).crash(broker)
+    nemesis(broker).recover(broker)
 
 
 #: How often a channel of a broker with a short consumer timeout checks it (channel_tick_interval,

@@ -35,9 +35,8 @@ CONFIRM_TIMEOUT = 15
 #: A worker on the faulted node is busy with one task when the fault strikes: "done at least
 #: once" must wait past this hold. See docs/rabbitmq.md.
 CONSUMER_DISCONNECTED_SECONDS = 60
-#: The faults of the When step, by its words: how each starts and how each ends.
-FAULTS = {"crashes": ("crash", "recover"), "is paused": ("pause_member", "resume_member"),
-          "is cut off": ("partition", "heal")}
+#: The faults of the When step, by its words: how the nemesis makes each and how each ends.
+FAULTS = {"crashes": ("crash", "recover"), "is paused": ("pause", "resume"), "is cut off": ("partition", "heal")}
 
 
 @pytest.fixture
@@ -125,13 +124,15 @@ def _(cluster, cluster_vhost, cluster_pools, declared):
 @when(parsers.re(r"(?P<count>\d+) tasks are sent and the queue's leader node "
                  r"(?P<fault>crashes|is paused|is cut off)(?: for (?P<seconds>\d+) seconds)? halfway"),
       target_fixture="flow")
-def _(cluster, cluster_vhost, cluster_work, declared, count, fault, seconds):
-    """The fault strikes once half the tasks are done. A crash leaves the node down (a later
-    step starts it); a pause or a partition lasts ``seconds`` (the fault's length, as Jepsen's
-    nemesis schedules it: not a synchronisation), then ends."""
+def _(cluster, cluster_vhost, cluster_work, declared, nemesis, count, fault, seconds):
+    """The fault strikes once half the tasks are done, on the node that leads the queue at that
+    moment (the nemesis reads it just before), and is observed as it strikes. A crash leaves the
+    node down (a later step starts it); a pause or a partition lasts ``seconds`` (the fault's
+    length, as Jepsen's nemesis schedules it: not a synchronisation), then ends."""
     count = int(count)
     leader = cluster.fault_member(cluster_vhost, cluster_work.queue.name)
-    # The producer is given the leader's node first: it has to fail over as well.
+    # The producer is given the leader's node first: it has to fail over as well (the fault
+    # strikes the node that leads when it strikes, read again then).
     params = [m.params(cluster_vhost, heartbeat=HEARTBEAT) for m in rotated(cluster.members, leader)]
     tasks = [f"task {n}." for n in range(1, count + 1)]
     confirmed, failures = [], []
@@ -156,11 +157,12 @@ def _(cluster, cluster_vhost, cluster_work, declared, count, fault, seconds):
     wait_until(lambda: len(cluster_work.finished()) >= count // 2 or failures, DEADLINE,
                f"{count // 2} tasks done before the fault")
     start, end = FAULTS[fault]
-    address_before = cluster.address_of(leader)
-    getattr(cluster, start)(leader)
+    addresses = {m.node_name: cluster.address_of(m) for m in cluster.members}
+    leader, _observed = nemesis(cluster).strike_leader(start, cluster_vhost, cluster_work.queue.name)
+    address_before = addresses[leader.node_name]
     if seconds:
         threading.Event().wait(int(seconds))
-        getattr(cluster, end)(leader)
+        getattr(nemesis(cluster), end)(leader)
     # Asked of the other nodes once the fault is over (during a pause or a partition their
     # management API waits on the silent node; the faulted node's own view may be stale).
     try:
@@ -263,10 +265,9 @@ def _(cluster, cluster_vhost, declared, count):
 
 
 @when("that node crashes", target_fixture="queue_home")
-def _(cluster, cluster_vhost, declared):
-    home = cluster.fault_member(cluster_vhost, "task_queue")
+def _(cluster, cluster_vhost, declared, nemesis):
     declared.wait_settled()
-    cluster.crash(home)
+    home, _observed = nemesis(cluster).strike_leader("crash", cluster_vhost, "task_queue")
     return home
 
 

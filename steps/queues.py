@@ -14,7 +14,7 @@ from steps import DEADLINE, quoted
 from workqueue import QueueSpec
 from workqueue.status import UNKNOWN
 from workqueue.testing import wait_until
-from workqueue.testing.processes import child_env
+from workqueue.testing.processes import child_env, note_crashes
 
 
 @pytest.fixture
@@ -101,6 +101,7 @@ def run_cli(module, *args, url, env=None):
                          env=child_env({**(env or {}), "WORKQUEUE_URL": url}),
                          capture_output=True, text=True, timeout=DEADLINE)
     run.passwords = {password_of(u) for u in url.split()} - {""}
+    note_crashes(f"workqueue.{module}", run.stderr)
     return run
 
 

@@ -13,7 +13,7 @@ from steps import DEADLINE, HEAVY_TASK, LIGHT_TASK, quoted
 from steps.queues import password_of, queue_options, run_cli
 from workqueue import Producer, QueueSpec
 from workqueue.testing import free_port, wait_until
-from workqueue.testing.processes import child_env
+from workqueue.testing.processes import child_env, note_crashes
 
 
 @pytest.fixture
@@ -149,13 +149,13 @@ def send_through(count, producer, fault):
 
 @when(parsers.parse("{count:d} tasks are sent while the broker crashes and recovers"),
       target_fixture="sending")
-def _(broker, vhost, queue_spec, declared, count):
+def _(broker, vhost, queue_spec, declared, nemesis, count):
     # A small window keeps tasks in flight (sent, not yet confirmed) when the broker dies.
     producer = Producer(broker.params(vhost), queue_spec, window=100, reconnect_timeout=DEADLINE)
 
     def crash(struck):
         declared.wait_settled()
-        broker.kill()
+        nemesis(broker).crash(broker)
         struck.set()                 # the producer goes on sending while the broker is down
         broker.start()
     return send_through(count, producer, crash)
@@ -164,7 +164,7 @@ def _(broker, vhost, queue_spec, declared, count):
 @when(parsers.parse("{count:d} tasks are sent while the broker is frozen for {seconds:d} seconds, "
                     "to a producer that waits {timeout:d} seconds for a confirm"),
       target_fixture="sending")
-def _(broker, vhost, queue_spec, count, seconds, timeout):
+def _(broker, vhost, queue_spec, nemesis, count, seconds, timeout):
     """The broker stops answering and keeps its sockets open (its VM or container paused), as
     a node does in a long GC pause or behind a silent network fault. Without heartbeats, only
     the producer's confirm timeout can tell. The freeze lasts ``seconds`` (the fault's length,
@@ -173,7 +173,7 @@ def _(broker, vhost, queue_spec, count, seconds, timeout):
                         confirm_timeout=timeout, reconnect_timeout=DEADLINE)
 
     def freeze(struck):
-        broker.pause()
+        nemesis(broker).pause(broker)
         struck.set()
         try:
             threading.Event().wait(seconds)
@@ -295,6 +295,7 @@ def _(broker, amqp_url, input):
                          capture_output=True, timeout=DEADLINE)
     run.stdout, run.stderr = run.stdout.decode(errors="replace"), run.stderr.decode(errors="replace")
     run.passwords = passwords
+    note_crashes("workqueue.new_task", run.stderr)
     return run
 
 
@@ -309,6 +310,7 @@ class BackgroundCli:
     stderr read into lists as they come. ``passwords``: those it must never print."""
 
     def __init__(self, module, *args, url):
+        self.module = module
         self.process = subprocess.Popen([sys.executable, "-m", f"workqueue.{module}", *args],
                                         env=child_env({"WORKQUEUE_URL": url}), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -329,6 +331,7 @@ class BackgroundCli:
         code = self.process.wait(timeout)
         for reader in self.readers:
             reader.join(timeout)
+        note_crashes(f"workqueue.{self.module}", self.stderr)
         return code
 
     def close(self):

@@ -43,6 +43,11 @@ FEATURE = textwrap.dedent('''
       Scenario: Nothing fails
         Given a queue
         Then all is well
+
+      Scenario: A command crashes and a Then sees its exit code
+        Given a queue
+        When a command crashes with a traceback
+        Then the command exited with code 0
 ''')
 
 STEPS = textwrap.dedent('''
@@ -93,6 +98,22 @@ STEPS = textwrap.dedent('''
     def _():
         pass
 
+    @when("a command crashes with a traceback", target_fixture="crashed_run")
+    def _():
+        from workqueue.testing.processes import note_crashes
+        stderr = ["Traceback (most recent call last):", '  File "new_task.py", line 3, in main',
+                  "    print(mesage)", "NameError: name 'mesage' is not defined"]
+        note_crashes("workqueue.new_task", stderr)
+        return 1
+
+    @then("the command exited with code 0")
+    def _(crashed_run):
+        assert crashed_run == 0, "new_task exited with code 1"
+
+    @pytest.mark.xfail(strict=True, reason="a known defect")
+    def test_known_defect_gone():
+        pass
+
     def test_plain_check():
         assert 2 + 2 == 5, "a plain test's own check"
 
@@ -122,6 +143,8 @@ def test_only_a_then_or_a_plain_tests_own_check_kills(verdicts):
         "test_a_worker_crashes_at_start": "ERROR",
         "test_a_then_waits_in_vain": "killed",
         "test_a_then_raises_something_that_is_not_a_check": "ERROR",
+        "test_a_command_crashes_and_a_then_sees_its_exit_code": "ERROR",
+        "test_known_defect_gone": "killed",
         "test_plain_check": "killed",
         "test_plain_setup_error": "ERROR",
     }, got
@@ -139,6 +162,14 @@ def test_each_verdict_names_the_step_and_the_first_line_of_its_message(verdicts)
     assert classify(verdicts["test_a_worker_crashes_at_start"])[1].startswith(
         "a worker crashed at start: Then a worker")
     assert classify(verdicts["test_plain_setup_error"])[1].startswith("setup error:")
+
+
+def test_a_crash_of_the_code_under_test_is_an_error_and_a_defects_xpass_a_kill(verdicts):
+    assert classify(verdicts["test_a_command_crashes_and_a_then_sees_its_exit_code"]) == (
+        "ERROR", "crashed: workqueue.new_task crashed: NameError: name 'mesage' is not defined; then "
+                 "Then the command exited with code 0: AssertionError: new_task exited with code 1")
+    result, text = classify(verdicts["test_known_defect_gone"])
+    assert (result, text.split(":")[0]) == ("killed", "XPASS(strict)"), text
 
 
 def test_a_step_the_row_names_may_catch_it_besides_a_then(verdicts):

@@ -25,7 +25,7 @@ def result(confirmed, processed, published=None, kills=0, crashes=0, restarts=0,
         history.finish(body, 0.2)
     for kind, count in (("kill", kills), ("crash", crashes), ("restart", restarts)):
         for _ in range(count):
-            history.fault_end(history.fault_start(kind, "the broker"))
+            history.fault_end(history.fault_start(kind, "the broker", observed="seen"))
     return check(config, history, Facts(version="x", kind="node", workers_started=2))
 
 
@@ -272,3 +272,37 @@ def test_a_broker_that_stops_answering_before_the_run_is_exit_3_in_one_line(monk
     assert main(["-n", "10", "--progress", "none"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["python -m soak: error: cannot reach the management API at http://127.0.0.1:1: timed out"], err
+
+
+def test_a_fault_that_was_not_observed_fails_the_run_naming_it():
+    history = History(start=0.0)
+    history.publish(["a"], at=0.0)
+    history.confirm("a", at=0.1)
+    history.finish("a", 0.2)
+    seen = history.fault_start("crash", "the broker", observed="pid ended by SIGKILL")
+    history.fault_end(seen)
+    no_effect = history.fault_start("pause", "node 1 (rabbit@n1)")
+    no_effect.unobserved = "the pause of rabbit@n1 froze it not: rabbitmq-server 1 state S"
+    history.fault_end(no_effect)
+    silent = history.fault_start("partition", "node 2 (rabbit@n2)")
+    history.fault_end(silent)
+    r = check(Config(n=1, workers=1, seed=1), history, Facts(version="x", kind="node", workers_started=1))
+    assert r.failures() == ["a pause of node 1 (rabbit@n1) had no effect: the pause of rabbit@n1 froze it not: "
+                            "rabbitmq-server 1 state S",
+                            "a partition of node 2 (rabbit@n2) was not observed as it struck"]
+    assert "NOT OBSERVED" in table(r) and "seen: pid ended by SIGKILL" in table(r)
+
+
+@needs_broker_control
+def test_a_soak_whose_pause_does_nothing_ends_fail_naming_it(broker_backend, monkeypatch):
+    """The soak's nemesis is the harness's: a pause edited into a no-op is seen as such, and the
+    run's verdict is FAIL, naming the fault that had no effect."""
+    from soak.run import run
+    from workqueue.testing.base import Broker
+    monkeypatch.setattr(Broker, "pause", lambda self: None)
+    monkeypatch.setattr(Broker, "resume", lambda self: None)
+    result = run(Config(n=400, workers=2, kills=0, crashes=0, restarts=0, pauses=1, fault_seconds=1,
+                        work_ms=20, broker=broker_backend, seed=5, max_seconds=240, progress="none"))
+    failures = result.failures()
+    assert any(f.startswith("a pause of the broker had no effect: the pause of the broker froze it not")
+               for f in failures), failures

@@ -192,6 +192,12 @@ class Target:
     def heal(self, member: Broker) -> None:
         self.partition(member)
 
+    def probe_from(self, member: Broker, host: str, port: int) -> str:
+        """A TCP connection attempt to ``host:port`` made from where ``member`` runs (its network
+        namespace or container): ``connected``, ``refused``, ``timed out``, ``unreachable``."""
+        from workqueue.testing.nemesis import probe
+        return probe(host, port)
+
     def address_of(self, member: Broker) -> str | None:
         """The address the other nodes reach ``member`` at, as the system has it now (a
         partition must not change it)."""
@@ -426,6 +432,29 @@ class Broker(Target):
 
     def own_leftovers(self) -> list[str]:
         return []
+
+    # -- what a fault leaves to be seen (workqueue.testing.nemesis reads these) -------------------
+    def log_mark(self) -> Any:
+        """Where the broker's log is now: ``log_since(mark)`` is what it wrote after."""
+        return None
+
+    def log_since(self, mark: Any) -> str:
+        return ""
+
+    def exit_status(self) -> tuple[int | None, str]:
+        """How the broker's last run ended, as a shell reports it (128 + the signal for one that
+        was killed: 137 is SIGKILL), and in words; (None, why) when it is not known."""
+        raise BrokerControlUnavailable(f"the {self.kind} backend's broker is not ours to inspect")
+
+    def run_state(self) -> tuple[str, str]:
+        """Whether the broker's processes run: ``running``, ``frozen`` (every one stopped),
+        ``partly frozen`` or ``gone``, and in words what the kernel or the engine reports."""
+        raise BrokerControlUnavailable(f"the {self.kind} backend's broker is not ours to inspect")
+
+    def network_address(self) -> tuple[str, int]:
+        """The address and AMQP port the broker listens on in its own network (what other nodes
+        and, through it, the clients reach): a partition makes it unreachable."""
+        return self.host, self.port
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {redact(self.url())}>"

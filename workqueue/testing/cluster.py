@@ -22,6 +22,8 @@ import concurrent.futures
 import logging
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -324,6 +326,16 @@ class NodeCluster(Cluster):
                                            f"{netns.unavailable()}")
         return self.lan.host_end(self.members.index(member) + 1)
 
+    def probe_from(self, member: Broker, host: str, port: int) -> str:
+        """Run in the member's namespace (``ip netns exec``), with the nemesis's own probe."""
+        if self.lan is None:
+            return super().probe_from(member, host, port)
+        code = ("import sys; from workqueue.testing.nemesis import probe; "
+                "print(probe(sys.argv[1], int(sys.argv[2])))")
+        result = subprocess.run([*self.lan.exec_prefix(self.members.index(member) + 1), sys.executable, "-c", code,
+                                 host, str(port)], capture_output=True, text=True, timeout=60)
+        return result.stdout.strip() or f"failed (exit {result.returncode}: {result.stderr.strip()[-120:]})"
+
     def address_of(self, member: Broker) -> str | None:
         if self.lan is None:
             return member.host
@@ -404,6 +416,24 @@ class ContainerCluster(Cluster):
                 continue
         raise BrokerError(f"the link of {member.node_name} on the cluster's network is not on this machine "
                           f"(MAC {mac}, peer index {peer}): partitions need the Docker engine here, as root")
+
+    def probe_from(self, member: Broker, host: str, port: int) -> str:
+        """Run in the member's container: bash's /dev/tcp under coreutils' timeout (exit 124)."""
+        seconds = 2
+        _, out = self._network_settings(_container(member), [
+            "sh", "-c", f"timeout {seconds} bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>&1; echo \"exit $?\""])
+        lines = out.strip().splitlines()
+        code = lines[-1].split()[-1] if lines and lines[-1].startswith("exit ") else "?"
+        said = " ".join(lines[:-1]).lower()
+        if code == "0":
+            return "connected"
+        if code == "124":
+            return "timed out"
+        if "refused" in said:
+            return "refused"
+        if "no route" in said or "unreachable" in said:
+            return "unreachable"
+        return f"failed (exit {code}: {said[-120:]})"
 
     def address_of(self, member: Broker) -> str | None:
         """The container's address on the cluster's network, as the engine has it now."""

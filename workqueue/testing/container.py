@@ -235,6 +235,44 @@ class ContainerBroker(Broker):
             self._wrapped.kill()
         self._wrapped.wait(timeout=60)
 
+    # -- what a fault leaves to be seen ------------------------------------------------------
+    def log_mark(self) -> float:
+        return time.time()
+
+    def log_since(self, mark: Any) -> str:
+        try:
+            return self._wrapped.logs(since=mark).decode(errors="replace")
+        except Exception as exc:
+            return f"(no logs: {exc})"
+
+    def exit_status(self) -> tuple[int | None, str]:
+        """The engine's record of how the container's last run ended (State.ExitCode)."""
+        self._wrapped.reload()
+        state = self._wrapped.attrs["State"]
+        if state.get("Running") or state.get("Status") not in ("exited", "dead"):
+            return None, f"the engine has container {self._wrapped.short_id} {state.get('Status')}"
+        code = int(state.get("ExitCode"))
+        oom = ", killed for memory" if state.get("OOMKilled") else ""
+        return code, f"the engine has container {self._wrapped.short_id} exited with code {code}{oom}"
+
+    def run_state(self) -> tuple[str, str]:
+        """The engine's status of the container (``paused``: its cgroup frozen)."""
+        import docker
+        try:
+            self._wrapped.reload()
+        except docker.errors.NotFound:
+            return "gone", "the engine has no such container"
+        status = self._wrapped.attrs["State"]["Status"]
+        words = f"the engine has container {self._wrapped.short_id} {status}"
+        return {"paused": "frozen", "running": "running"}.get(status, "gone"), words
+
+    def network_address(self) -> tuple[str, int]:
+        """The container's first address on a Docker network, and RabbitMQ's port inside."""
+        self._wrapped.reload()
+        networks = self._wrapped.attrs["NetworkSettings"]["Networks"] or {}
+        address = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+        return address or self.host, 5672 if address else self.port
+
     def close(self) -> None:
         if self._created and self._container._container is not None:
             container_id = self.container_id or ""

@@ -294,10 +294,50 @@ class NodeBroker(Broker):
         return not self._executor.running()
 
     def _stop(self) -> None:
+        process = self._executor.process
         self._executor.stop(stop_signal=signal.SIGTERM)
+        self._last_exit = process.returncode if process is not None else None
 
     def _kill(self) -> None:
+        process = self._executor.process
         self._executor.kill(wait=True, sig=signal.SIGKILL)      # also ends a paused (stopped) VM
+        self._last_exit = process.returncode if process is not None else None
+
+    # -- what a fault leaves to be seen ------------------------------------------------------
+    def log_mark(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, mark: Any) -> str:
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(mark or 0)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def exit_status(self) -> tuple[int | None, str]:
+        """From the wait status of the process started (rabbitmq-server), as the kernel gave it."""
+        code = getattr(self, "_last_exit", None)
+        if code is None:
+            return None, "no ended run of the broker known"
+        if code < 0:
+            return 128 - code, f"pid ended by {signal.Signals(-code).name} (wait status: signal {-code})"
+        return code, f"pid exited with code {code}"
+
+    def run_state(self) -> tuple[str, str]:
+        """From /proc: the state of every process of the node's VM (``T``: stopped)."""
+        from workqueue.testing.processes import process_states
+        states = process_states(self._vm_pids())
+        if not states:
+            return "gone", "no process of the node is left"
+        stopped = [s for s in states.values() if s[1] == "T"]
+        words = ", ".join(f"{name} {pid} state {state}" for pid, (name, state) in sorted(states.items()))
+        if len(stopped) == len(states):
+            return "frozen", words
+        return ("partly frozen" if stopped else "running"), words
 
     @property
     def pid(self) -> int | None:

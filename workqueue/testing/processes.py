@@ -45,6 +45,29 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+#: Crashes of the code under test seen in this process since ``crashes.clear()``: a command or a
+#: worker that printed a Python traceback (an uncaught exception). The mutants' verdict plugin
+#: reads them: a Then that fails after one is "crashed", never "killed".
+crashes: list[str] = []
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def note_crashes(who: str, stderr: str | Sequence[str]) -> list[str]:
+    """Record (in ``crashes``) each uncaught exception ``who`` printed on its stderr, by its last
+    line (``NameError: name 'x' is not defined``); return the ones found."""
+    lines = stderr.splitlines() if isinstance(stderr, str) else list(stderr)
+    found = []
+    in_traceback = False
+    for line in lines:
+        if line.startswith(_TRACEBACK):
+            in_traceback = True
+        elif in_traceback and line and not line.startswith((" ", "\t")):
+            in_traceback = False
+            found.append(f"{who} crashed: {line.strip()[:200]}")
+    crashes.extend(found)
+    return found
+
+
 def _stat(pid: int | str) -> list[str]:
     """The fields of /proc/<pid>/stat after the command name: state, ppid, ..."""
     with open(f"/proc/{pid}/stat") as f:
@@ -225,6 +248,8 @@ class WorkerProcess:
             with self._cond:
                 sink.append(line)
                 self._cond.notify_all()
+        if sink is self.errors and not self.group:      # the project's own worker
+            note_crashes(f"worker {self.name}", list(sink))
         with self._cond:
             self._streams_closed += 1
             self._cond.notify_all()
@@ -333,8 +358,16 @@ class WorkerProcess:
                 os.kill(self.pid, sig)
 
     def kill(self) -> None:
+        """SIGKILL, observed: the process (the one started) ends by that signal, by the kernel's
+        wait status; one that had exited before is not killed (FaultNotObserved)."""
+        from workqueue.testing.nemesis import FaultNotObserved
+        running = self.process.poll() is None
         self.signal(signal.SIGKILL)
-        self.process.wait(30)
+        code = self.process.wait(30)
+        if not running or code != -signal.SIGKILL:
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            raise FaultNotObserved(f"worker {self.name} was not killed: it ended with {how}"
+                                   + ("" if running else ", before the kill"))
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -382,6 +415,21 @@ class WorkerPool:
     def close(self) -> None:
         for worker in self.workers.values():
             worker.close()
+
+
+def process_states(pids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """{pid: (command name, state letter)} as /proc has them (R running, S sleeping, T stopped,
+    Z zombie); a process that has ended is left out."""
+    out: dict[int, tuple[str, str]] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        out[pid] = (name, text.rsplit(")", 1)[1].split()[0])
+    return out
 
 
 def descendants(pid: int) -> list[int]:

@@ -1,0 +1,75 @@
+"""The nemesis's observations (workqueue.testing.nemesis) on a broker of its own: each fault is
+seen as what it is, and each observation fails when its fault is swapped for a weaker one (a
+graceful stop for a crash, a no-op for a pause, a pause or nothing for a partition, SIGTERM
+for a worker's kill). The leader's and the cluster's own are in tests/test_cluster_faults.py."""
+
+import os
+import signal
+
+import pytest
+
+from workqueue.testing import make_broker
+from workqueue.testing.nemesis import FaultNotObserved, Nemesis
+from workqueue.testing.processes import WorkerProcess
+
+pytestmark = [pytest.mark.harness, pytest.mark.broker_control]
+
+
+@pytest.fixture(scope="module")
+def own(broker_backend):
+    with make_broker(broker_backend) as broker:
+        yield broker
+
+
+def test_a_crash_is_seen_as_a_sigkill_and_a_graceful_stop_is_not_one(own, monkeypatch):
+    nemesis = Nemesis(own)
+    crash = nemesis.crash(own)
+    assert "SIGKILL" in crash.seen or "code 137" in crash.seen, crash
+    assert "no shutdown in its log" in crash.seen
+    nemesis.recover(own)
+    monkeypatch.setattr(own, "_kill", own._stop)          # a "crash" that is a graceful stop
+    with pytest.raises(FaultNotObserved, match="was not a SIGKILL"):
+        nemesis.crash(own)
+    monkeypatch.undo()
+    nemesis.recover(own)
+    stop = nemesis.stop(own)
+    assert "shutdown" in stop.seen.lower() or "SIGTERM" in stop.seen or "stop" in stop.seen, stop
+    nemesis.recover(own)
+    assert [o.fault for o in nemesis.observations] == ["crash", "stop"]
+
+
+def test_a_pause_is_seen_frozen_and_is_not_a_partition(own, monkeypatch):
+    nemesis = Nemesis(own)
+    pause = nemesis.pause(own)
+    try:
+        assert pause.seen, pause
+        with pytest.raises(FaultNotObserved, match="did not cut off a running node"):
+            nemesis.cut_off(own)                            # a "partition" that is a pause
+    finally:
+        nemesis.resume(own)
+    own.wait_ready()
+    monkeypatch.setattr(own, "_pause", lambda: None)        # a pause that does nothing
+    with pytest.raises(FaultNotObserved, match="froze it not"):
+        nemesis.pause(own)
+    with pytest.raises(FaultNotObserved, match="did not cut off a running node"):
+        nemesis.cut_off(own)                                # a "partition" that cut nothing
+
+
+def test_a_worker_kill_is_seen_as_a_sigkill(own, monkeypatch):
+    worker = WorkerProcess("victim", own.url(), "--seconds-per-dot", "0")
+    try:
+        worker.wait_consuming(60)
+        # a "kill" that asks it to stop
+        monkeypatch.setattr(worker, "signal", lambda sig: os.kill(worker.pid, signal.SIGTERM))
+        with pytest.raises(FaultNotObserved, match="was not killed"):
+            worker.kill()
+    finally:
+        monkeypatch.undo()
+        worker.close()
+    worker = WorkerProcess("victim", own.url(), "--seconds-per-dot", "0")
+    try:
+        worker.wait_consuming(60)
+        worker.kill()
+        assert worker.process.returncode == -signal.SIGKILL
+    finally:
+        worker.close()

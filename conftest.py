@@ -74,6 +74,7 @@ def pytest_collection_modifyitems(config, items):
     pytest_runtest_makereport)."""
     scheduling.keep_cluster_tests_together(config, items)
     scheduling.longest_first(config, items)
+    skip_own_broker_on_url(config, items)
     defects = {key: d for key, d in DEFECTS.items() if any(item.get_closest_marker(f"defect_{key}") for item in items)}
     version = workqueue_plugin.session_broker(config).version if defects else None
     for key, defect in defects.items():
@@ -84,6 +85,25 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker(f"defect_{key}"):
                 item.stash[EXPECTED_FAILURE] = {"reason": reason, **defect["symptom"]}
+
+
+def skip_own_broker_on_url(config, items):
+    """The scenarios tagged @own_broker need a broker configured for them (steps/broker.py:
+    a consumer timeout of 5 s, resource alarms that block no other scenario), which a broker the
+    user gives (--broker=url) is not: skipped there, with the reason."""
+    from workqueue.testing import BrokerError
+    try:
+        kind = workqueue_plugin.backend(config)
+    except BrokerError:
+        return                      # each test that asks for a broker fails, saying why
+    if kind != "url":
+        return
+    skip = pytest.mark.skip(reason="needs a broker of its own, configured for it (a consumer timeout of 5 s, "
+                                   "resource alarms that block no other scenario): run with --broker=node "
+                                   "or --broker=container")
+    for item in items:
+        if item.get_closest_marker("own_broker"):
+            item.add_marker(skip)
 
 
 def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func_args, exception):

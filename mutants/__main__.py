@@ -23,9 +23,11 @@ own, stopping at the first failure. Where a scenario failed is learnt from pytes
              or a worker printed a traceback), whichever step then failed. Such a row says
              nothing until it is fixed.
 
-Prints one table (mutant, what it breaks, control, scenarios run, result, seconds, the step that
-caught it and the first line of its message) and exits 0 when every row is killed, 1
-otherwise, 2 on bad usage, 130 when interrupted. Ctrl+C or SIGTERM stops the runs in progress
+A row whose path exists on some RabbitMQ versions only (``versions``) is run only against those
+(``elsewhere`` on any other: the control run tells which version the broker is); ``--versioned``
+runs those rows alone. Prints one table (mutant, what it breaks, control, scenarios run,
+result, seconds, the step that caught it and the first line of its message) and exits 0 when
+every row run is killed, 1 otherwise, 2 on bad usage, 130 when interrupted. Ctrl+C or SIGTERM stops the runs in progress
 (their pytest closes its broker) and removes the scratch copies.
 """
 
@@ -68,6 +70,7 @@ class Row:
     scenarios: list
     edits: list
     expect: str | None = None        # a step (regular expression) that may catch it besides a Then
+    versions: list | None = None     # the RabbitMQ versions whose path it breaks (None: every one)
     result: str = "not run"
     control: str = "not run"
     seconds: float = 0.0
@@ -80,7 +83,7 @@ def load(path=TABLE):
     rows = []
     for entry in tomllib.loads(path.read_text())["mutant"]:
         rows.append(Row(entry["id"], entry["breaks"], list(entry["scenarios"]), list(entry["edit"]),
-                        entry.get("expect")))
+                        entry.get("expect"), entry.get("versions")))
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
         raise SystemExit(f"mutants: error: duplicate ids in {TABLE.name}")
@@ -232,7 +235,8 @@ def classify(record, expect=None):
 
 def control_run(rows, broker, jobs, timeout):
     """Run every row's scenarios once, unmutated, in one scratch copy with ``jobs`` test
-    processes; set each row's control to "passed" or to why not. Returns the seconds it took."""
+    processes; set each row's control to "passed" or to why not. Returns the seconds it took and
+    the RabbitMQ version the scenarios ran against (None when no broker started)."""
     started = time.monotonic()
     scenarios = list(dict.fromkeys(s for r in rows for s in r.scenarios))
     with tempfile.TemporaryDirectory(prefix="workqueue-mutant-control-") as tmp:
@@ -250,6 +254,7 @@ def control_run(rows, broker, jobs, timeout):
                 tail = (directory / "control.log").read_text(errors="replace").strip().splitlines()[-3:]
                 problem = f"the control run's pytest exited {code}: {' | '.join(tail)[:300]}"
         records = read_verdicts(verdicts)
+        version = next((r["rabbitmq"] for r in records.values() if r.get("rabbitmq")), None)
         for row in rows:
             if problem:
                 row.control = f"ERROR: {problem}"
@@ -268,7 +273,7 @@ def control_run(rows, broker, jobs, timeout):
                                    if r["outcome"] == "failed" else f"{r['nodeid']} {r['outcome']}")
                 if row.control != "passed":
                     break
-    return time.monotonic() - started
+    return time.monotonic() - started, version
 
 
 def run_row(row, broker, timeout):
@@ -349,7 +354,10 @@ def table(rows, width=110):
         elif r.detail:
             notes.append(f"  {r.id}: {_short(r.detail, width)}")
     killed = sum(r.result == "killed" for r in rows)
-    return "\n".join(out + ["", f"{killed} of {len(rows)} killed, each by the step named below", *notes])
+    elsewhere = sum(r.result == "elsewhere" for r in rows)
+    judged = f"{killed} of {len(rows) - elsewhere} killed, each by the step named below" + (
+        f"; {elsewhere} run on another RabbitMQ version (`versions`)" if elsewhere else "")
+    return "\n".join(out + ["", judged, *notes])
 
 
 def main(argv=None):
@@ -364,9 +372,14 @@ def main(argv=None):
                    "and the control run's test processes (most of a row's time is a scenario waiting "
                    "out its deadline: `make mutants` runs 6)")
     p.add_argument("--timeout", type=float, default=ROW_TIMEOUT, help="seconds one row (or the control run) may take")
+    p.add_argument("--versioned", action="store_true",
+                   help="only the rows whose path exists on some RabbitMQ versions only (`versions` in "
+                        "table.toml): CI runs them on the 4.3.6 container")
     p.add_argument("--list", action="store_true", help="print the rows and exit")
     args = p.parse_args(argv)
     rows = load()
+    if args.versioned:
+        rows = [r for r in rows if r.versions]
     if args.only:
         wanted = args.only.split(",")
         unknown = sorted(set(wanted) - {r.id for r in rows})
@@ -388,16 +401,19 @@ def main(argv=None):
     started = time.monotonic()
     pool = concurrent.futures.ThreadPoolExecutor(args.jobs)
     try:
-        seconds = control_run(rows, args.broker, args.jobs, args.timeout)
+        seconds, version = control_run(rows, args.broker, args.jobs, args.timeout)
         passed = sum(r.control == "passed" for r in rows)
         print(f"mutants: control run: the scenarios of {passed} of {len(rows)} rows passed unmutated "
-              f"({seconds:.0f} s)", flush=True)
+              f"on RabbitMQ {version or '(unknown)'} ({seconds:.0f} s)", flush=True)
         for r in rows:
-            if r.control != "passed":
+            if r.versions and version not in r.versions:
+                r.result, r.control = "elsewhere", "passed"
+                r.detail = f"its path exists on RabbitMQ {', '.join(r.versions)} only; this run: {version}"
+            elif r.control != "passed":
                 r.result, r.detail = "ERROR", "control failed: the scenarios fail without the mutant"
         # The rows on a cluster first: they are the longest (three nodes to boot), and one that
         # started last would run alone at the end. The table keeps its order.
-        todo = sorted((r for r in rows if r.control == "passed"),
+        todo = sorted((r for r in rows if r.control == "passed" and r.result != "elsewhere"),
                       key=lambda r: not any("cluster" in s for s in r.scenarios))
         futures = [pool.submit(run_row, r, args.broker, args.timeout) for r in todo]
         for future in concurrent.futures.as_completed(futures):
@@ -415,7 +431,7 @@ def main(argv=None):
     pool.shutdown()
     print(table(rows))
     print(f"({args.broker} backend, {time.monotonic() - started:.0f} s in all)")
-    return 0 if all(r.result == "killed" for r in rows) else 1
+    return 0 if all(r.result in ("killed", "elsewhere") for r in rows) else 1
 
 
 if __name__ == "__main__":

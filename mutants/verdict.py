@@ -9,6 +9,7 @@ the fixtures the step asked for, and the exception's class and first line.
 
 ``crashed`` names the first crash of the code under test seen during the test: a command or
 the project's worker that printed a traceback (workqueue.testing.processes.note_crashes).
+``rabbitmq`` is the version of the broker the test ran against (once one was started).
 ``xpass`` marks a strict expected failure (a known defect's scenario) that passed.
 
 ``assertion`` is true only for what a check itself raises: an AssertionError or a TimeoutError
@@ -71,6 +72,18 @@ def _crashes():
     return processes.crashes
 
 
+def _rabbitmq(config):
+    """The RabbitMQ version the test ran against, once the harness has a broker (else None)."""
+    try:
+        from workqueue.testing.plugin import run_facts
+    except ImportError:
+        return None
+    try:
+        return (run_facts(config) or {}).get("rabbitmq")
+    except Exception:
+        return None
+
+
 def pytest_runtest_setup(item):
     _crashes().clear()
 
@@ -104,6 +117,9 @@ def pytest_runtest_makereport(item, call):
     elif report.skipped and state["outcome"] == "passed":
         state["outcome"] = "xfailed" if hasattr(report, "wasxfail") else "skipped"
     if report.when == "teardown":
+        version = _rabbitmq(item.config)
+        if version:
+            state["rabbitmq"] = version
         with open(path, "a") as out:
             out.write(json.dumps(state) + "\n")
     return report

@@ -105,11 +105,15 @@ def _(send):
 
 @dataclasses.dataclass
 class Sending:
-    """What a producer did while the broker went away under it."""
+    """What a producer did while the broker went away under it (``most_unconfirmed``: the most
+    tasks it had taken from its source and not yet had confirmed, at any moment; ``window``:
+    the window it was given)."""
     tasks: list
     confirmed: list
     reconnections: int
     error: Exception | None
+    most_unconfirmed: int = 0
+    window: int = 0
 
 
 def send_through(count, producer, fault):
@@ -120,12 +124,14 @@ def send_through(count, producer, fault):
     deadlines later)."""
     tasks = [f"task {n}" for n in range(1, count + 1)]
     confirmed, errors, halfway, struck = [], [], threading.Event(), threading.Event()
+    most = [0]
 
     def bodies():
         for n, body in enumerate(tasks):
             if n == count // 2:
                 halfway.set()
                 struck.wait(DEADLINE)
+            most[0] = max(most[0], n + 1 - len(confirmed))      # taken, this one included
             yield body
 
     def produce():
@@ -144,7 +150,23 @@ def send_through(count, producer, fault):
     thread.join(DEADLINE * 2)
     if thread.is_alive():
         errors.append(TimeoutError(f"the producer did not finish within {DEADLINE * 2} s of the fault"))
-    return Sending(tasks, list(confirmed), producer.reconnections, errors[0] if errors else None)
+    return Sending(tasks, list(confirmed), producer.reconnections, errors[0] if errors else None, most[0],
+                   producer.window)
+
+
+@when(parsers.parse("{count:d} persistent tasks are sent and the broker crashes as soon as the producer returns"),
+      target_fixture="sent_tasks")
+def _(broker, vhost, queue_spec, nemesis, count):
+    """publish_many returns once every task is confirmed; the crash follows at once, with no
+    wait between (the queue itself is a few seconds old: the Given). A producer that returned
+    before its confirms leaves tasks the broker had not written yet."""
+    tasks = [f"task {n}" for n in range(1, count + 1)]
+    producer = Producer(broker.params(vhost), queue_spec)
+    with producer:
+        producer.publish_many(tasks)
+        nemesis(broker).crash(broker)
+    nemesis(broker).recover(broker)
+    return tasks
 
 
 @when(parsers.parse("{count:d} tasks are sent while the broker crashes and recovers"),
@@ -188,6 +210,59 @@ def _(sending):
     assert sending.reconnections >= 1, "the producer never lost its connection"
     missing = set(sending.tasks) - set(sending.confirmed)
     assert not missing, f"{len(missing)} task(s) never confirmed, e.g. {sorted(missing)[:5]}"
+
+
+@then(parsers.parse("the producer never held more than its window of {window:d} tasks unconfirmed"))
+def _(sending, window):
+    """Counted at the producer's source: each task it takes, against the confirms it has had."""
+    assert sending.window == window, f"the producer was given a window of {sending.window}"
+    assert 0 < sending.most_unconfirmed <= window, (
+        f"the producer held {sending.most_unconfirmed} tasks unconfirmed at once")
+
+
+@when(parsers.parse("{count:d} tasks are sent by a producer that waits {timeout:d} seconds for a confirm, "
+                    "and the alarm clears after it has been blocked for {seconds:d} seconds"),
+      target_fixture="sending")
+def _(broker, vhost, queue_spec, alarm, count, timeout, seconds):
+    """The broker blocks the producer's connection as it publishes (the management API shows it
+    ``blocked``); the block lasts ``seconds`` from then (the fault's length, not a
+    synchronisation), longer than the producer's confirm timeout."""
+    producer = Producer(broker.params(vhost), queue_spec, confirm_timeout=timeout, reconnect_timeout=DEADLINE,
+                        blocked_timeout=DEADLINE * 2)
+    tasks = [f"task {n}" for n in range(1, count + 1)]
+    confirmed, errors = [], []
+
+    def produce():
+        try:
+            with producer:
+                producer.publish_many(tasks, on_confirm=lambda body: confirmed.append(body.decode()))
+        except Exception as exc:  # reported by the Then steps
+            errors.append(exc)
+
+    thread = threading.Thread(target=produce, name="blocked-producer", daemon=True)
+    thread.start()
+    wait_until(lambda: blocked_connections(broker, vhost) or errors, DEADLINE,
+               "the broker to block the producer's connection")
+    threading.Event().wait(seconds)
+    alarm.clear()
+    thread.join(DEADLINE)
+    if thread.is_alive():
+        errors.append(TimeoutError(f"the producer did not finish within {DEADLINE} s of the alarm's end"))
+    return Sending(tasks, list(confirmed), producer.reconnections, errors[0] if errors else None,
+                   window=producer.window)
+
+
+def blocked_connections(broker, vhost):
+    """The names of the connections on ``vhost`` that the management API shows blocked."""
+    return [c["name"] for c in broker.management.request("GET", "/api/connections")
+            if c.get("vhost") == vhost and c.get("state") == "blocked"]
+
+
+@then("every task is confirmed, with no reconnection")
+def _(sending):
+    assert sending.error is None, sending.error
+    assert sending.reconnections == 0, f"the producer reconnected {sending.reconnections} time(s)"
+    assert sorted(sending.confirmed) == sorted(sending.tasks), "not every task was confirmed, once"
 
 
 @then("the worker does every task at least once")

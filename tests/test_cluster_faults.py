@@ -8,6 +8,8 @@ from pytest_bdd import scenarios
 scenarios("cluster/faults.feature")
 
 
+@pytest.mark.cluster
+@pytest.mark.broker_control
 def test_a_fault_on_the_leader_is_never_aimed_at_a_follower(cluster, cluster_vhost, monkeypatch):
     """The nemesis checks, just before it strikes, that the node it aims at leads the queue: a
     target that names a follower (the edit that swaps the leader for a follower) is refused

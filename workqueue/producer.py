@@ -214,6 +214,7 @@ class _Session:
         self.returned: dict[bytes, collections.deque[str]] = {}   # body -> why each return came back
         self.batch: Batch | None = None
         self.blocked: tuple[float, str] | None = None            # (since, the broker's reason)
+        self.nacking_since: float | None = None    # the first nack on this channel since its last ack
 
     @property
     def usable(self) -> bool:
@@ -369,6 +370,24 @@ class _Session:
         if self.connection.is_open:
             self.connection.close()          # its close callback stops the loop when the broker answers
 
+    def _nacking_too_long(self, batch: Batch) -> bool:
+        """A channel that has nacked every task for longer than the confirm timeout is given up
+        like a silent one (with ``reconnect_timeout``): publish_many connects again, another node
+        first, and sends them there. Seen once in five runs on a 3.10.8 cluster: the producer's
+        channel, opened on a follower while the crashed leader's queue elected a new one, nacked
+        every task for 60 s while the new leader took tasks from other channels."""
+        p = self.producer
+        now = time.monotonic()
+        if self.nacking_since is None:
+            self.nacking_since = now
+        if p.reconnect_timeout <= 0 or now - self.nacking_since <= p.confirm_timeout:
+            return False
+        batch.fail(TaskNotConfirmed(f"every task on the channel to {describe(self.params)} nacked for "
+                                    f"{now - self.nacking_since:.0f} s; first unconfirmed task "
+                                    f"{preview(batch.first_unconfirmed())}"), lost=True)
+        self._abandon()
+        return True
+
     # -- publishing -----------------------------------------------------------------------------
     def _on_return(self, _channel, method, _properties, body):
         # The broker sends basic.return before the confirm of the same task: the confirm that
@@ -385,23 +404,26 @@ class _Session:
             for body in bodies:
                 self.producer._on_nack(batch, body)
             if batch.error is None:
-                # The broker did not take these (e.g. a quorum queue electing a leader): try
-                # again shortly rather than at once.
-                self.connection.ioloop.call_later(0.1, self._pump)
+                if not self._nacking_too_long(batch):
+                    # The broker did not take these (e.g. a quorum queue electing a leader):
+                    # try again shortly rather than at once.
+                    self.connection.ioloop.call_later(0.1, self._pump)
                 return
-        elif not self.returned:
-            batch.acked(bodies)
         else:
-            for body in bodies:
-                reasons = self.returned.get(body)
-                if reasons:
-                    why = reasons.popleft()
-                    if not reasons:
-                        del self.returned[body]
-                    batch.fail(TaskNotConfirmed(
-                        f"task {preview(body)} is unroutable: no queue {self.producer.queue.name!r} ({why})"))
-                else:
-                    batch.acked([body])
+            self.nacking_since = None
+            if not self.returned:
+                batch.acked(bodies)
+            else:
+                for body in bodies:
+                    reasons = self.returned.get(body)
+                    if reasons:
+                        why = reasons.popleft()
+                        if not reasons:
+                            del self.returned[body]
+                        batch.fail(TaskNotConfirmed(
+                            f"task {preview(body)} is unroutable: no queue {self.producer.queue.name!r} ({why})"))
+                    else:
+                        batch.acked([body])
         self._pump()
 
     def _pump(self):

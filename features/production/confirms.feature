@@ -6,11 +6,10 @@ Feature: Publisher confirms
   Rule: A confirmed task survives a broker crash
 
     @broker_control
-    Scenario: Confirmed tasks are all there after a crash
-      Given 200 persistent tasks are waiting in the durable queue "task_queue"
-      When the broker crashes and recovers
-      And a worker takes the queue
-      Then the worker does all 200 tasks
+    Scenario: Tasks confirmed a moment before a crash are all there after it
+      Given the task queue has been declared a few seconds ago
+      When 5000 persistent tasks are sent and the broker crashes as soon as the producer returns
+      Then the queue "task_queue" holds 5000 tasks
 
   Rule: A task to a queue that does not exist is reported as unroutable
 

@@ -36,6 +36,7 @@ Feature: Workers and producers ride out broker restarts and crashes
       When 2000 tasks are sent while the broker is frozen for 10 seconds, to a producer that waits 3 seconds for a confirm
       And a worker takes the queue
       Then every task is confirmed, after a reconnection
+      And the producer never held more than its window of 100 tasks unconfirmed
       And the worker does every task at least once
 
   @contrast

@@ -26,3 +26,11 @@ Feature: A resource alarm blocks the producers, not the workers
       Given the broker raises a memory alarm
       When the task "during the alarm" is sent with new_task, giving up after 3 seconds blocked
       Then new_task says it is blocked by "low on memory", then fails with exit code 8 and one line saying "blocked publishing for 3 s"
+
+  Rule: A producer blocked by an alarm waits on the alarm, not on its confirm timeout
+
+    Scenario: A producer that waits 2 seconds for a confirm is blocked for longer
+      Given the broker raises a memory alarm
+      When 10 tasks are sent by a producer that waits 2 seconds for a confirm, and the alarm clears after it has been blocked for 6 seconds
+      Then every task is confirmed, with no reconnection
+      And the queue "task_queue" holds 10 tasks

@@ -29,6 +29,15 @@ Feature: Message acknowledgment
       When 2 more tasks are sent
       Then the queue "task_queue" shows 2 ready, 1 unacknowledged and 1 consumer
 
+  Rule: A worker that holds several tasks at a time acknowledges every task it has done
+
+    # Its acks of many done tasks go out as one (multiple); none may be left out.
+    Scenario: A worker taking 10 tasks at a time drains the queue
+      Given worker "alice" is waiting for tasks, 10 at a time
+      When 50 short tasks are sent
+      Then every task is done at least once
+      And the queue "task_queue" shows 0 ready, 0 unacknowledged and 1 consumer
+
   @contrast
   Rule: With automatic acknowledgment, a killed worker's task is lost
 

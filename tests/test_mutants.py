@@ -188,3 +188,19 @@ def test_every_row_is_well_formed():
             assert module.is_file(), (row.id, scenario)
         for edit in row.edits:
             assert (ROOT / edit["file"]).read_text().count(edit["find"]) == 1, (row.id, edit["file"])
+
+
+def test_the_readme_shows_every_row_as_run():
+    """mutants/README.md's "As run" tables are the runs CI makes: every row of table.toml is in
+    them, killed where its path exists (a row of some versions only is "elsewhere" on the others)."""
+    text = (ROOT / "mutants" / "README.md").read_text()
+    section = text[text.index("## As run"):].split("\n## ", 1)[0]
+    results: dict[str, set[str]] = {}
+    for block in section.split("```")[1::2]:
+        for line in block.splitlines():
+            fields = line.split()
+            if len(fields) >= 6 and fields[-1].isdigit() and fields[-2] in ("killed", "elsewhere", "SURVIVED", "ERROR"):
+                results.setdefault(fields[0], set()).add(fields[-2])
+    for row in load():
+        assert "killed" in results.get(row.id, set()), (row.id, results.get(row.id))
+        assert results[row.id] <= {"killed", "elsewhere"}, (row.id, results[row.id])

@@ -127,7 +127,8 @@ class Nemesis:
         if code == 137 or not shutdown:
             raise FaultNotObserved(f"the graceful stop of {self.name(member)} was not seen: {words}; "
                                    f"{'no' if not shutdown else 'a'} shutdown in its log")
-        return self._seen(Observation("stop", self.name(member), f"{words}; its log: {shutdown[0].strip()[-80:]!r}"))
+        said = re.sub(r"^\S+ \S+ \[\w+\] <[^>]*> ", "", shutdown[0].strip())[:80]    # less its time and pid
+        return self._seen(Observation("stop", self.name(member), f"{words}; its log: {said!r}"))
 
     def pause(self, member: Any) -> Observation:
         """A signal is delivered when its process is next scheduled: a process the pause caught

@@ -39,7 +39,7 @@ start)
   for _ in $(seq 1 60); do
     if ! kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then break; fi
     if "$ctl" -n stock@localhost await_startup --timeout 60 >/dev/null 2>&1 \
-       && curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null; then
+       && (exec 3<>/dev/tcp/127.0.0.1/15672) 2>/dev/null; then
       echo "export WORKQUEUE_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/"
       echo "export WORKQUEUE_MANAGEMENT_URL=http://127.0.0.1:15672"
       exit 0

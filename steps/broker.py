@@ -1,5 +1,7 @@
 """The broker: restarts, crashes, and brokers configured for one scenario."""
 
+import dataclasses
+import socket
 import threading
 import time
 
@@ -68,6 +70,53 @@ def _(broker, declared, nemesis, event):
             declared.wait_settled()
         nemesis(broker).crash(broker)
     nemesis(broker).recover(broker)
+
+
+@dataclasses.dataclass
+class Outage:
+    """The broker's port while it was down: from when to when (time.monotonic()), and when
+    each connection attempt came."""
+    start: float
+    end: float
+    attempts: list
+
+
+@when(parsers.parse("the broker is down for {seconds:d} seconds"), target_fixture="outage")
+def _(broker, nemesis, seconds):
+    """Stopped (gracefully, observed), and for ``seconds`` (the fault's length, not a
+    synchronisation) its address is held by a listener of the step's own, which notes each
+    connection attempt and closes it at once, as a port that is not yet AMQP does; then the
+    broker starts again on the same address and data."""
+    nemesis(broker).stop(broker)
+    attempts = []
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((broker.host, broker.port))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        start = time.monotonic()
+        end = start + seconds
+        while time.monotonic() < end:
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            attempts.append(time.monotonic())
+            connection.close()
+    nemesis(broker).recover(broker)
+    return Outage(start, end, attempts)
+
+
+@then(parsers.parse('"{name}" tried to connect at least once every {seconds:d} seconds while the broker was down'))
+def _(workers, outage, name, seconds):
+    """Every gap, from the outage's start to its first attempt, between two attempts, and from
+    the last to its end, is at most ``seconds`` (the worker's back-off is capped at 1 s: an
+    uncapped doubling waits 3.2 s, then 6.4 s, within the 15 s)."""
+    marks = [outage.start, *outage.attempts, outage.end]
+    gaps = [round(b - a, 1) for a, b in zip(marks, marks[1:])]
+    assert outage.attempts, f"{name} never tried to connect while the broker was down"
+    assert max(gaps) <= seconds, f"{name}'s attempts came {gaps} s apart"
+    assert workers[name].process.poll() is None, workers[name].errors[-3:]
 
 
 #: How often a channel of a broker with a short consumer timeout checks it (channel_tick_interval,

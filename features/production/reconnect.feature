@@ -21,6 +21,17 @@ Feature: Workers and producers ride out broker restarts and crashes
         | restarts             |
         | crashes and recovers |
 
+  Rule: A worker tries again at least once a second while the broker is down
+
+    # Its back-off doubles from 0.2 s up to 1 s (Worker's max_reconnect_delay): a broker back
+    # after a long outage is found within about a second, not after the last doubled wait.
+    Scenario: The broker is down for 15 seconds
+      Given worker "alice" is waiting for tasks
+      When the broker is down for 15 seconds
+      And the task "after the outage" is sent
+      Then "alice" tried to connect at least once every 3 seconds while the broker was down
+      And "alice" does "after the outage" and nothing else
+
   Rule: A producer re-sends what was not confirmed when its connection dropped
 
     Scenario: The broker crashes while a producer is sending

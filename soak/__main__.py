@@ -89,9 +89,10 @@ def main(argv=None) -> int:
     except Unsupported as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
-    except (BrokerError, WorkqueueError) as exc:
+    except (BrokerError, WorkqueueError, TimeoutError) as exc:
         # The broker could not be started, or stopped answering before the run could begin
-        # (a vhost not created in time): one line, no traceback.
+        # (a vhost not created in time, or one a node would not open: CI, 2026-12-05): one
+        # line, no traceback.
         print(f"{p.prog}: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
         return 3
     print(table(result), flush=True)

@@ -109,21 +109,24 @@ class Nemesis:
         return observation
 
     # -- the faults ---------------------------------------------------------------------------
-    def crash(self, member: Any) -> Observation:
+    @staticmethod
+    def _ended(member: Any, end: Any) -> tuple[int | None, str, list[str]]:
+        """End ``member`` with ``end``; how its run ended (exit_status) and the shutdown lines its
+        log gained meanwhile."""
         mark = member.log_mark()
-        self.target.crash(member)
+        end(member)
         code, words = member.exit_status()
-        shutdown = [line for line in member.log_since(mark).splitlines() if SHUTDOWN.search(line)]
+        return code, words, [line for line in member.log_since(mark).splitlines() if SHUTDOWN.search(line)]
+
+    def crash(self, member: Any) -> Observation:
+        code, words, shutdown = self._ended(member, self.target.crash)
         if code != 137 or shutdown:
             said = f"; its log: {shutdown[0].strip()[:160]!r}" if shutdown else ""
             raise FaultNotObserved(f"the crash of {self.name(member)} was not a SIGKILL: {words}{said}")
         return self._seen(Observation("crash", self.name(member), f"{words}; no shutdown in its log"))
 
     def stop(self, member: Any) -> Observation:
-        mark = member.log_mark()
-        self.target.stop_member(member)
-        code, words = member.exit_status()
-        shutdown = [line for line in member.log_since(mark).splitlines() if SHUTDOWN.search(line)]
+        code, words, shutdown = self._ended(member, self.target.stop_member)
         if code == 137 or not shutdown:
             raise FaultNotObserved(f"the graceful stop of {self.name(member)} was not seen: {words}; "
                                    f"{'no' if not shutdown else 'a'} shutdown in its log")

@@ -423,12 +423,11 @@ def process_states(pids: Sequence[int]) -> dict[int, tuple[str, str]]:
     out: dict[int, tuple[str, str]] = {}
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                text = f.read()
-        except OSError:
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
+            out[pid] = (name, _stat(pid)[0])
+        except (OSError, IndexError):
             continue
-        name = text[text.index("(") + 1:text.rindex(")")]
-        out[pid] = (name, text.rsplit(")", 1)[1].split()[0])
     return out
 
 

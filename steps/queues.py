@@ -57,6 +57,21 @@ def _(broker, vhost, queue_spec, declared):
     declared.wait_settled()
 
 
+@given("the task queue exists, its replica stopped")
+def _(broker, vhost, queue_spec, nemesis):
+    """A quorum queue as it is between its declaration and the start of its Ra server (as the
+    broker lists it: down)."""
+    from workqueue import Producer
+    with Producer(broker.params(vhost), queue_spec):
+        pass                                    # connecting declares the queue
+    nemesis(broker).stop_replica(broker, vhost, queue_spec.name)
+
+
+@when("the task queue's replica starts again")
+def _(broker, vhost, queue_spec, nemesis):
+    nemesis(broker).start_replica(broker, vhost, queue_spec.name)
+
+
 @given(parsers.re(r'a (?P<kind>classic|quorum) task queue with a delivery limit of (?P<limit>\d+) and '
                   r'the dead-letter queue "(?P<dead>[^"]+)"'), target_fixture="queue_spec")
 def _(kind, limit, dead):

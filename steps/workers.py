@@ -14,7 +14,7 @@ from pytest_bdd import given, parsers, then, when
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
 from steps.queues import exact_counts, held_tasks, queue_options, wait_counts
 from workqueue.testing import wait_until
-from workqueue.testing.processes import WorkerPool
+from workqueue.testing.processes import WorkerExited, WorkerPool
 from workqueue.worker import connection_name
 
 POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
@@ -300,12 +300,27 @@ def _(workers, name):
     assert worker.deliveries() == [(LONG_TASK, True)]
 
 
-@then(parsers.re(r'"(?P<name>[^"]+)" does "(?P<task>[^"]+)" and nothing else'))
-def _(broker, vhost, queue_spec, workers, name, task):
+@when(parsers.parse('worker "{name}" starts, and is turned away'))
+def _(workers, name):
+    """Started, and refused a consumer by the broker at least once: a line of its log with the
+    broker's 541 (a worker that gives up on it says 541 too, as it exits)."""
+    worker = workers.start(name)
+    worker.wait_for(lambda _l: any("541" in line for line in worker.errors), DEADLINE,
+                    "the broker's 541 INTERNAL_ERROR on its consumer")
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" (?P<kept>kept trying, and )?does "(?P<task>[^"]+)" and nothing else'))
+def _(broker, vhost, queue_spec, workers, name, kept, task):
     """Nothing else, until there is nothing left: the queue is empty (exactly, and holding
-    still) and the worker has done all it received."""
+    still) and the worker has done all it received. ``kept trying``: it did not exit since."""
     worker = workers[name]
-    worker.wait_received(task, DEADLINE)
+    try:
+        worker.wait_received(task, DEADLINE)
+    except WorkerExited:
+        if not kept:
+            raise
+        raise AssertionError(f'"{name}" did not keep trying: it exited with code {worker.process.returncode}, '
+                             f"saying {worker.errors[-1:]!r}") from None
     wait_counts(broker, vhost, queue_spec.name, (0, 0, None))
     worker.wait_for(lambda _l: worker.done_count() == len(worker.received()), DEADLINE, "every task it took done")
     assert worker.received() == [task], worker.received()

@@ -24,6 +24,7 @@ from typing import Any
 
 import pika
 import pika.exceptions
+import pika.spec
 
 from workqueue._transport import send_immediately
 from workqueue.broker_errors import open_error, queue_refused, translate, unanswered_declaration
@@ -357,6 +358,7 @@ class _Session:
         self.channel: Any = None
         self.consumer_tag: str | None = None
         self.consuming = False
+        self.subscribing = False        # basic.consume sent, its answer not yet in
         self.cancel_sent = False
         self.outstanding = 0            # delivered to this session, not yet settled
 
@@ -410,6 +412,7 @@ class _Session:
 
     def _on_qos(self, _frame):
         w = self.worker
+        self.subscribing = True
         self.consumer_tag = self.channel.basic_consume(
             w.queue.name, lambda _ch, method, properties, body: self._on_message(method, properties, body),
             auto_ack=w.auto_ack, callback=self._on_consuming)
@@ -481,7 +484,15 @@ class _Session:
     def _on_channel_closed(self, _channel, reason):
         if self.error is None and isinstance(reason, (pika.exceptions.ChannelClosedByBroker,
                                                       pika.exceptions.ConnectionClosedByBroker)):
-            if not self.consuming:                      # refused while declaring or subscribing
+            if not self.consuming and self.subscribing and reason.reply_code == pika.spec.INTERNAL_ERROR:
+                # The queue was declared, but the broker could not start its consumer: a quorum
+                # queue whose replica here is not running yet (workers declaring a new queue
+                # together race its start: RabbitMQ 3.10-4.0 crash the channel on noproc, 4.1+
+                # say "failed consuming from quorum queue"), or has no quorum. It passes.
+                self.error = ConnectionLost(f"the broker could not start the consumer of "
+                                            f"{self.worker.queue.name!r}: {reason.reply_code} "
+                                            f"{reason.reply_text}; consuming again")
+            elif not self.consuming:                    # refused while declaring or subscribing
                 self.error = queue_refused(self.worker.queue.name, reason)
             elif consumer_timed_out(reason):
                 # The broker took back the tasks of this channel, to give them to other workers:

@@ -402,6 +402,30 @@ class Broker(Target):
                 rows[parts[0]] = tuple(int(p) for p in parts[1:])
         return rows
 
+    def queue_state(self, queue: str, vhost: str = "/") -> str | None:
+        """The state ``rabbitmqctl list_queues`` gives ``queue`` (running, down, minority...),
+        None when it lists no such queue."""
+        out = self.ctl("list_queues", "-p", vhost, "--quiet", "--no-table-headers", "name", "state")
+        states = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+        return states.get(queue)
+
+    def quorum_replica(self, queue: str, vhost: str, action: str) -> str:
+        """Stop (``action`` "stop") or start again ("restart") the Ra server of quorum queue
+        ``queue`` on this broker, through Ra's API (``ra:stop_server``, ``ra:restart_server``),
+        and return the queue's state as list_queues reports it after. A stopped replica is what
+        a quorum queue is between its declaration and the start of its Ra server: the queue
+        exists, and nothing takes a consumer. The queue's record is read with RabbitMQ's
+        internal ``rabbit_amqqueue:lookup`` (3.10 to 4.3); a call it no longer answers fails
+        here, naming the queue."""
+        def binary(text: str) -> str:
+            return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"/utf8>>'
+        call = {"stop": "stop_server", "restart": "restart_server"}[action]
+        out = self.ctl("eval", f"{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r({binary(vhost)}, queue, "
+                               f"{binary(queue)})), ra:{call}(quorum_queues, amqqueue:get_pid(Q)).").strip()
+        if out != "ok":
+            raise BrokerError(f"ra:{call} of quorum queue {queue!r} in vhost {vhost!r} answered {out!r}")
+        return self.queue_state(queue, vhost) or "not listed"
+
     def depth(self, queue: str, vhost: str = "/") -> tuple[int, int] | None:
         """(ready messages, consumers) of ``queue`` by AMQP passive declare (exact: no statistics
         lag), or None when there is no such queue."""

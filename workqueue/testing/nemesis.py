@@ -177,6 +177,19 @@ class Nemesis:
             raise FaultNotObserved(f"the partition of {self.name(member)} did not cut off a running node: {seen}")
         return seen
 
+    def stop_replica(self, member: Any, vhost: str, queue: str) -> Observation:
+        """Stop the Ra server of quorum queue ``queue`` on ``member``: RabbitMQ must then list the
+        queue as down (its record kept, nothing to take a consumer)."""
+        state = member.quorum_replica(queue, vhost, "stop")
+        if state != "down":
+            raise FaultNotObserved(f"the stop of {queue!r}'s replica on {self.name(member)} was not seen: "
+                                   f"list_queues gives it state {state!r}, not 'down'")
+        return self._seen(Observation("replica stop", f"{queue!r} on {self.name(member)}",
+                                      "list_queues gives it state 'down'"))
+
+    def start_replica(self, member: Any, vhost: str, queue: str) -> None:
+        member.quorum_replica(queue, vhost, "restart")
+
     def strike_leader(self, kind: str, vhost: str, queue: str) -> tuple[Any, Observation]:
         """Make fault ``kind`` (crash, stop, pause, partition) on the node that leads ``queue``
         now: the target's choice (``fault_member``), checked against the leader the management

@@ -64,6 +64,7 @@ def _unit_tier_only(config):
 
 
 _FAILED_STEP = pytest.StashKey[tuple]()
+_SYMPTOM = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(tryfirst=True)      # before pytest-xdist's own, which reads the groups
@@ -108,6 +109,8 @@ def skip_own_broker_on_url(config, items):
 
 def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func_args, exception):
     request.node.stash[_FAILED_STEP] = (f"{step.keyword} {step.name}", " ".join(str(exception).split()))
+    # What the step saw, as its message's first line says it (pytest's assertion diff follows).
+    request.node.stash[_SYMPTOM] = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -116,6 +119,9 @@ def pytest_runtest_makereport(item, call):
     error its entry pins (its symptom); any other failure is a real one, and a pass is a strict
     XPASS (the defect is gone). The outcome is set as pytest's own xfail sets it."""
     report = yield
+    if report.when == "call" and report.failed and _FAILED_STEP in item.stash:
+        report.user_properties.append(("failed_step", item.stash[_FAILED_STEP][0]))
+        report.user_properties.append(("symptom", item.stash.get(_SYMPTOM, "")[:1000]))
     defect = item.stash.get(EXPECTED_FAILURE, None)
     if defect is None or report.when != "call":
         return report

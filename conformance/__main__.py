@@ -9,8 +9,8 @@ Each implementation is provisioned first (once per change), then one pytest run 
 scenarios tagged @conformance against each, on one broker per test process. Reports go to
 REPORTS (default reports/conformance/<backend>/): results.json (every cell), one <id>.json per
 implementation, table.md. Exit codes: 0 every cell passed, failed as expected, or is not
-applicable; 1 some cell failed; 2 bad usage or a bad manifest (one line says which); 3 an
-implementation could not be provisioned.
+applicable; 1 some cell failed, or the selection gave a chosen implementation no cell; 2 bad
+usage or a bad manifest (one line says which); 3 an implementation could not be provisioned.
 """
 
 from __future__ import annotations
@@ -65,9 +65,18 @@ def table(results):
         lines.append(f"| {rule} | " + " | ".join(row) + " |")
     lines += ["", "✔ passed  ⚠ strict expected failure  – not applicable  ✘ failed", ""]
     for cell in cells:
-        if cell["outcome"] != "passed":
-            reason = " ".join((cell["reason"] or "").split())
-            lines.append(f"- {SYMBOL[cell['outcome']]} {cell['implementation']}: {cell['scenario']}: {reason[:300]}")
+        if cell["outcome"] == "passed":
+            continue
+        reason = " ".join((cell["reason"] or "").split())
+        head = f"- {SYMBOL[cell['outcome']]} {cell['implementation']}: {cell['scenario']}"
+        if cell.get("finding"):
+            head += f" [{cell['finding']}]"
+        if cell.get("step") and cell.get("symptom"):
+            # The failing step's own text and what it saw; then, for a finding, why.
+            seen = f"{cell['step']}: {' '.join(cell['symptom'].split())}"
+            lines.append(f"{head}: {seen}" + (f"\n  why: {reason}" if cell["outcome"] == "expected failure" else ""))
+        else:
+            lines.append(f"{head}: {reason}")
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +135,14 @@ def main(argv=None):
     (reports / "table.md").write_text(text)
     print(text)
     failed = any(c["outcome"] in ("failed", "skipped") for c in results["cells"])
-    return 1 if failed or run.returncode not in (0, 5) else 0
+    if not results["cells"]:
+        print("conformance: the selection ran no scenario: no cell for any implementation", file=sys.stderr)
+        return 1
+    missing = sorted({i["id"] for i in results["implementations"]} - {c["implementation"] for c in results["cells"]})
+    if missing:
+        print(f"conformance: no cell for {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 1 if failed or run.returncode != 0 else 0
 
 
 if __name__ == "__main__":

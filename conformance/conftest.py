@@ -69,6 +69,8 @@ def pytest_bdd_before_scenario(request, feature, scenario):
             reason = (f"{impl.id}: {expected.mechanism} ({', '.join(expected.references)}); if this passes, "
                       f"{impl.id} keeps the guarantee on RabbitMQ {version}: update its manifest entry")
             node.stash[EXPECTED_FAILURE] = {"reason": reason, "step": expected.step, "error": expected.error}
+            if expected.finding:
+                node.user_properties.append(("finding", expected.finding))
             break
 
 
@@ -79,6 +81,8 @@ def pytest_runtest_logreport(report):
         return
     if report.when == "call" or (report.when == "setup" and not report.passed):
         outcome, reason = "passed", None
+        properties = dict(report.user_properties)
+        step, symptom = properties.get("failed_step"), properties.get("symptom")
         if hasattr(report, "wasxfail"):
             outcome, reason = "expected failure", report.wasxfail
         elif report.skipped:
@@ -87,8 +91,11 @@ def pytest_runtest_logreport(report):
             outcome = "not applicable" if reason.startswith("not applicable") else "skipped"
         elif report.failed:
             outcome = "failed"
-            reason = " ".join(str(report.longrepr).split())[-600:]
-        _results.append({**record, "outcome": outcome, "reason": reason, "nodeid": report.nodeid})
+            crash = getattr(report.longrepr, "reprcrash", None)
+            whole = " ".join(str(report.longrepr).split())[-600:]
+            reason = symptom or (" ".join(crash.message.split()) if crash else whole)
+        _results.append({**record, "outcome": outcome, "reason": reason, "step": step, "symptom": symptom,
+                         "finding": properties.get("finding"), "nodeid": report.nodeid})
 
 
 _results: list = []     # the cells of this run, as their reports arrive

@@ -14,19 +14,22 @@ from typing import Any
 
 import tomllib
 
-#: What a worker may be able to do, as the scenarios ask for it. A scenario that needs one an
-#: implementation lacks is "not applicable" for it, with that reason.
+#: The knobs a scenario may need to turn on a worker. A scenario that needs one an implementation
+#: lacks is "not applicable" for it, with that reason. Behaviours are not capabilities: every
+#: worker runs the reconnect and shutdown scenarios, and what it does there is its cell.
 CAPABILITIES = {
     "prefetch": "a prefetch knob (WORKER_PREFETCH; 0 is no limit)",
     "heartbeat": "a client heartbeat it can be given (WORKER_HEARTBEAT)",
-    "graceful_signal": "SIGTERM finishes the task in hand, then exits 0",
-    "reconnects": "reconnects by itself when its connection is lost",
+    "one_at_a_time": "works on one task at a time: the tasks it prefetched wait for the one in hand",
     "several_urls": "several broker URLs (WORKER_URL, space-separated), tried in turn",
     "redelivered": "reports the redelivered flag of each task",
     "fail_on": "fails the tasks that mention WORKER_FAIL_ON",
     "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE)",
     "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER)",
 }
+#: Former capabilities, now behaviours every implementation is run for (a manifest naming one
+#: is refused, saying so).
+BEHAVIOURS = {"reconnects": "the broker restart and crash scenarios", "graceful_signal": "the SIGTERM scenarios"}
 #: Events a worker may report (in WORKER_EVENTS); one it does not, the steps take from the broker.
 EVENTS = ("consuming", "received", "done")
 QUEUE_PROFILES = {
@@ -36,7 +39,10 @@ QUEUE_PROFILES = {
 }
 INSTALLERS = ("debian", "pypi", "build")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]*$")
-_EXPECTED_KEYS = {"scenario", "step", "error", "mechanism", "references", "versions"}
+_EXPECTED_KEYS = {"finding", "scenario", "step", "error", "mechanism", "references", "versions"}
+_FINDING_KEYS = {"title", "mechanism", "references"}
+#: The manifest's table of findings (not an implementation): ``[findings.<id>]``.
+FINDINGS = "findings"
 
 
 class ManifestError(Exception):
@@ -44,15 +50,27 @@ class ManifestError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class Finding:
+    """Why some implementations fail a scenario, written once (``[findings.<id>]``): the
+    mechanism in the implementation's own terms, and upstream's word on it."""
+    id: str
+    title: str
+    mechanism: str
+    references: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Expected:
     """A strict expected failure: the scenario fails in ``step`` with an error matching ``error``
-    on ``versions`` (None: every version), because of ``mechanism`` (``references`` upstream)."""
+    (the symptom as observed) on ``versions`` (None: every version), because of ``mechanism``
+    (``references`` upstream); ``finding``: the id it was written under, if any."""
     scenario: str
     step: str
     error: str
     mechanism: str
     references: tuple[str, ...]
     versions: tuple[str, ...] | None
+    finding: str | None = None
 
     def applies(self, scenario: str, version: str) -> bool:
         """``scenario``: its name as run (an outline's, with its example's values filled in)."""
@@ -74,6 +92,7 @@ class Implementation:
     install: dict[str, Any] = dataclasses.field(default_factory=dict)
     expected: tuple[Expected, ...] = ()
     reference: bool = False            # the project's own worker
+    heartbeat: int = 1                 # the shortest heartbeat (s) it works with: "a short heartbeat"
 
     def lacks(self, capability: str) -> str | None:
         """Why a scenario that needs ``capability`` is not applicable, or None when it is."""
@@ -93,12 +112,41 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _expected(raw: Any, where: str) -> Expected:
+def _findings(raw: Any, where: str) -> dict[str, Finding]:
+    if not isinstance(raw, dict):
+        raise _fail(where, "must be a table of findings, by id")
+    out = {}
+    for key, entry in raw.items():
+        at = f"{where}.{key}"
+        if not _ID.match(key):
+            raise _fail(at, "an id is lower-case letters, digits and dashes")
+        if not isinstance(entry, dict):
+            raise _fail(at, "must be a table")
+        if unknown := set(entry) - _FINDING_KEYS:
+            raise _fail(at, f"unknown key {sorted(unknown)[0]!r}")
+        for field in ("title", "mechanism"):
+            if not isinstance(entry.get(field), str) or not entry[field].strip():
+                raise _fail(f"{at}.{field}", "is required (a non-empty string)")
+        out[key] = Finding(key, " ".join(entry["title"].split()), " ".join(entry["mechanism"].split()),
+                           _strings(entry.get("references"), f"{at}.references"))
+    return out
+
+
+def _expected(raw: Any, where: str, findings: dict[str, Finding]) -> Expected:
+    """One expected failure: its own ``mechanism`` and ``references``, or a ``finding``'s."""
     if not isinstance(raw, dict):
         raise _fail(where, "must be a table")
     unknown = set(raw) - _EXPECTED_KEYS
     if unknown:
         raise _fail(where, f"unknown key {sorted(unknown)[0]!r}")
+    finding = None
+    if "finding" in raw:
+        if raw["finding"] not in findings:
+            raise _fail(f"{where}.finding", f"no finding {raw['finding']!r} (known: {', '.join(findings) or 'none'})")
+        if "mechanism" in raw or "references" in raw:
+            raise _fail(where, "a finding gives the mechanism and references: leave them out here")
+        finding = findings[raw["finding"]]
+        raw = {**raw, "mechanism": finding.mechanism, "references": list(finding.references)}
     for key in ("scenario", "step", "error", "mechanism"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise _fail(f"{where}.{key}", "is required (a non-empty string)")
@@ -109,13 +157,19 @@ def _expected(raw: Any, where: str) -> Expected:
     versions = raw.get("versions", "all")
     return Expected(raw["scenario"], raw["step"], raw["error"], " ".join(raw["mechanism"].split()),
                     _strings(raw.get("references"), f"{where}.references"),
-                    None if versions == "all" else _strings(versions, f"{where}.versions"))
+                    None if versions == "all" else _strings(versions, f"{where}.versions"),
+                    finding.id if finding else None)
 
 
-def parse(data: dict[str, Any], base: pathlib.Path, source: str) -> list[Implementation]:
-    """The implementations of a parsed manifest; ``base``: the directory its paths start from."""
+def parse(data: dict[str, Any], base: pathlib.Path, source: str,
+          known_findings: dict[str, Finding] | None = None) -> list[Implementation]:
+    """The implementations of a parsed manifest; ``base``: the directory its paths start from.
+    Its expected failures may name its own findings and ``known_findings`` (the project's)."""
     out = []
+    findings = {**(known_findings or {}), **_findings(data.get(FINDINGS, {}), f"{source}: [{FINDINGS}]")}
     for key, raw in data.items():
+        if key == FINDINGS:
+            continue
         where = f"{source}: [{key}]"
         if not _ID.match(key):
             raise _fail(where, "an id is lower-case letters, digits and dashes")
@@ -125,6 +179,9 @@ def parse(data: dict[str, Any], base: pathlib.Path, source: str) -> list[Impleme
             if field not in raw:
                 raise _fail(where, f"{field!r} is required")
         capabilities = frozenset(raw.get("capabilities", []))
+        if behaviours := sorted(capabilities & set(BEHAVIOURS)):
+            raise _fail(f"{where}.capabilities", f"{behaviours[0]!r} is a behaviour, not a capability: every "
+                                                 f"worker runs {BEHAVIOURS[behaviours[0]]}; remove it")
         unknown = capabilities - set(CAPABILITIES)
         if unknown:
             raise _fail(f"{where}.capabilities", f"unknown capability {sorted(unknown)[0]!r} "
@@ -146,18 +203,22 @@ def parse(data: dict[str, Any], base: pathlib.Path, source: str) -> list[Impleme
         directory = (base / raw.get("dir", ".")).resolve()
         if not directory.is_dir():
             raise _fail(f"{where}.dir", f"no such directory: {directory}")
-        expected = tuple(_expected(e, f"{where}.expected[{i}]") for i, e in enumerate(raw.get("expected", [])))
+        heartbeat = raw.get("heartbeat", 1)
+        if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 1 <= heartbeat <= 60:
+            raise _fail(f"{where}.heartbeat", "must be a whole number of seconds, 1 to 60")
+        expected = tuple(_expected(e, f"{where}.expected[{i}]", findings)
+                         for i, e in enumerate(raw.get("expected", [])))
         out.append(Implementation(
             id=key, title=str(raw["title"]), language=str(raw["language"]), client=str(raw["client"]),
             directory=directory, command=_strings(raw["command"], f"{where}.command"),
             capabilities=capabilities, events=events, queue=queue,
             send=None if send == "producer" else _strings(send, f"{where}.send"),
-            install=install, expected=expected, reference=bool(raw.get("reference", False))))
+            install=install, expected=expected, reference=bool(raw.get("reference", False)),
+            heartbeat=heartbeat))
     return out
 
 
-def load(path: str | pathlib.Path) -> list[Implementation]:
-    path = pathlib.Path(path)
+def _read(path: pathlib.Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -166,9 +227,23 @@ def load(path: str | pathlib.Path) -> list[Implementation]:
         raise ManifestError(f"{path}: cannot be read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: not TOML ({exc})") from None
-    if not data:
+    if not set(data) - {FINDINGS}:
         raise ManifestError(f"{path}: lists no implementation")
-    return parse(data, path.parent, str(path))
+    return data
+
+
+def findings(path: str | pathlib.Path) -> dict[str, Finding]:
+    """The findings a manifest writes (``[findings.<id>]``), by id."""
+    path = pathlib.Path(path)
+    return _findings(_read(path).get(FINDINGS, {}), f"{path}: [{FINDINGS}]")
+
+
+def load(path: str | pathlib.Path) -> list[Implementation]:
+    """The implementations of the manifest at ``path``; its expected failures may name its own
+    findings and the project's (BUILTIN's)."""
+    path = pathlib.Path(path)
+    known = {} if path.resolve() == BUILTIN else findings(BUILTIN)
+    return parse(_read(path), path.parent, str(path), known)
 
 
 def select(known: list[Implementation], wanted: str) -> list[Implementation]:

@@ -390,6 +390,17 @@ class Conformance:
                                if key[:2] == guarantee and i == impl_id and v == version]))
 
 
+def _told(cell):
+    """A cell's text: the failing step and what it saw, then (a finding) its id and why."""
+    reason = " ".join((cell.get("reason") or "").split())
+    if not (cell.get("step") and cell.get("symptom")):
+        return reason
+    seen = f"{cell['step']}: {' '.join(cell['symptom'].split())}"
+    if cell["outcome"] != "expected failure":
+        return seen
+    return f"{seen}. Why{' (' + cell['finding'] + ')' if cell.get('finding') else ''}: {reason}"
+
+
 def load_conformance(paths):
     """The results files of conformance runs (each a run on one RabbitMQ version)."""
     impls, versions, guarantees, scenarios, cells = [], [], [], [], {}
@@ -413,6 +424,5 @@ def load_conformance(paths):
                 guarantees.append(guarantee)
             if key not in scenarios:
                 scenarios.append(key)
-            cells[(key, cell["implementation"], version)] = (Status(cell["outcome"]),
-                                                             clean(" ".join((cell.get("reason") or "").split())))
+            cells[(key, cell["implementation"], version)] = (Status(cell["outcome"]), clean(_told(cell)))
     return Conformance(impls, versions, guarantees, scenarios, cells)

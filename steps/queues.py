@@ -153,6 +153,10 @@ def _fits(counts, expected):
     return counts is not None and all(e is None or c == e for c, e in zip(counts, expected))
 
 
+def _words(expected):
+    return "(" + ", ".join("any" if e is None else str(e) for e in expected) + ")"
+
+
 def wait_counts(broker, vhost, name, expected, hold=HOLD_SECONDS):
     """Wait until the queue shows ``expected`` (ready, unacked, consumers; None: any), then
     check it holds still for ``hold`` seconds: a count passed through on the way is not taken."""
@@ -162,9 +166,13 @@ def wait_counts(broker, vhost, name, expected, hold=HOLD_SECONDS):
         seen[:] = [exact_counts(broker, vhost, name)]
         return _fits(seen[0], expected)
     try:
-        wait_until(fits, DEADLINE, f"queue {name!r} to show (ready, unacked, consumers) = {expected}")
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}; last seen {seen[0] if seen else 'nothing'}") from None
+        wait_until(fits, DEADLINE, f"queue {name!r}")
+    except TimeoutError:
+        # What was seen last, in words of its own: a finding pins this, never the expected.
+        shown = "no such queue" if seen and seen[0] is None else (
+            "ready {}, unacked {}, consumers {}".format(*seen[0]) if seen else "nothing")
+        raise TimeoutError(f"queue {name!r} last showed {shown}; in {DEADLINE:g} s never "
+                           f"(ready, unacked, consumers) = {_words(expected)}") from None
     deadline = time.monotonic() + hold
     while time.monotonic() < deadline:
         counts = exact_counts(broker, vhost, name)

@@ -3,6 +3,7 @@
 
 import collections
 import concurrent.futures
+import re
 import signal
 import subprocess
 import threading
@@ -69,6 +70,30 @@ def worker_connections(target, vhost, name):
     return [c for c in target.management.connections(vhost) if c["connection_name"] == connection_name(name)]
 
 
+#: How an uncaught error reports itself: Python's traceback, a Java or Node.js stack ("at ..."),
+#: PHP's "Stack trace:", a Rust panic, a Go panic's goroutine dump.
+STACK_TRACE = [re.compile(p) for p in (r"^Traceback \(most recent call last\)", r"^\s+at \S+", r"^Stack trace:",
+                                        r"panicked at", r"^goroutine \d+ \[")]
+
+
+def behaviour(broker, vhost, worker, tasks):
+    """What ``worker`` is doing, in the words a finding pins (docs/conformance.md): how it exited
+    (its code, the signal, a traceback or none), or that it runs and what the broker lists of it
+    (connections, consumers); and how many of ``tasks`` it finished."""
+    finished = f"having finished {len(set(tasks) & set(worker.finished()))} of {len(tasks)} task(s)"
+    code = worker.process.poll()
+    if code is not None:
+        how = f"exited with code {code}" + (f" ({signal.Signals(-code).name})" if code < 0 else "")
+        trace = any(marker.search(line) for marker in STACK_TRACE for line in [*worker.output_lines(), *worker.errors])
+        return f"{how}, {'with' if trace else 'without'} a stack trace, {finished}"
+    mine = {c["name"] for c in worker_connections(broker, vhost, worker.name)}
+    consumers = sum(c["connection"] in mine for c in broker.management.consumers(vhost))
+    if not consumers:
+        return (f"keeps running, consuming nothing (the broker lists {len(mine)} connection(s) of it "
+                f"and no consumer), {finished}")
+    return f"keeps running, with {consumers} consumer(s) on {len(mine)} connection(s), {finished}"
+
+
 def start_waiting(workers, names, *options):
     for name in names:
         workers.start(name, *options).wait_consuming(DEADLINE)
@@ -103,14 +128,24 @@ def _(workers, name):
     start_waiting(workers, [name], *prefetch)
 
 
-@given(parsers.re(r'worker "(?P<name>[^"]+)"(?: with a (?P<heartbeat>\d+) second heartbeat)? is '
+def short_heartbeat(impl):
+    """A short heartbeat, in seconds: 1 for the project's worker; for another implementation, the
+    shortest its manifest says it works with (``heartbeat``)."""
+    return 1 if impl is None else impl.heartbeat
+
+
+@given(parsers.re(r'worker "(?P<name>[^"]+)"(?: with (?:a (?P<heartbeat>\d+) second|(?P<short>a short)) heartbeat)? is '
                   r'(?P<what>working on a long task|working on a task of (?P<seconds>\d+) seconds|'
-                  r'busy with a task that outlasts the scenario)'
+                  r'working on a task of (?P<beats>\d+) heartbeats|busy with a task that outlasts the scenario)'
                   r'(?P<auto>, with automatic acknowledgment)?$'),
        target_fixture="long_task")
-def _(broker, vhost, workers, send, name, heartbeat, what, seconds, auto):
+def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, what, seconds, beats, auto):
     """With a heartbeat, the broker's list of the worker's connections as the task begins is
     kept (``connections_at_start``: name -> negotiated heartbeat), for a Then to compare."""
+    if short:
+        heartbeat = str(short_heartbeat(worker_under_test))
+    if beats:
+        seconds = str(int(beats) * int(heartbeat))
     if seconds:
         task = f"task of {seconds} seconds" + "." * round(int(seconds) / SECONDS_PER_DOT)
     else:
@@ -125,9 +160,12 @@ def _(broker, vhost, workers, send, name, heartbeat, what, seconds, auto):
         listed = {}
 
         def listing():
+            # Until the list holds the connection of its consumer (the management API lists a
+            # framework's several connections one by one).
+            consuming = {c["connection"] for c in broker.management.consumers(vhost)}
             listed.update({c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name)})
-            return listed or worker.process.poll() is not None
-        wait_until(listing, DEADLINE, f"the broker to list the connections of worker {name}")
+            return consuming & listed.keys() or worker.process.poll() is not None
+        wait_until(listing, DEADLINE, f"the broker to list the connection of worker {name}'s consumer")
         worker.connections_at_start = listed
     return task
 
@@ -156,11 +194,16 @@ def _(workers, name):
 
 
 @then(parsers.parse('"{name}" finishes the long task and exits with code 0, without a traceback'))
-def _(workers, name, long_task):
+def _(broker, vhost, workers, name, long_task):
     worker = workers[name]
-    assert worker.wait_exit(DEADLINE) == 0, worker.errors
-    assert worker.received() == [long_task] and worker.done_count() == 1, worker.lines
-    assert not any("Traceback" in line for line in worker.errors), worker.errors
+    try:
+        worker.wait_exit(DEADLINE)
+    except TimeoutError:
+        pass
+    described = behaviour(broker, vhost, worker, [long_task])
+    assert described == "exited with code 0, without a stack trace, having finished 1 of 1 task(s)", (
+        f"{name} {described}; stderr {worker.errors[-3:]!r}")
+    assert worker.received() == [long_task], f"{name} took {worker.received()!r}, not only the long task"
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" exits with code (?P<code>\d+), without a traceback'))
@@ -181,19 +224,25 @@ def _(workers, name, code, says, broker):
 
 
 @then(parsers.parse('"{name}" is still running'))
-def _(workers, name):
-    assert workers[name].process.poll() is None, workers[name].errors
+def _(broker, vhost, workers, name):
+    worker = workers[name]
+    assert worker.process.poll() is None, (f"{name} {behaviour(broker, vhost, worker, [])}; "
+                                           f"stderr {worker.errors[-3:]!r}")
 
 
 @then(parsers.parse('"{name}" does the long task and the {count:d} tasks, each at least once'))
-def _(workers, name, count, long_task, sent_tasks):
+def _(broker, vhost, workers, name, count, long_task, sent_tasks):
     worker = workers[name]
     expected = {long_task, *sent_tasks}
     assert len(expected) == count + 1, expected
     # Each task finished (its Received line followed by its Done line), as a set: a task done
     # twice must not stand in for one never done.
-    worker.wait_for(lambda _l: expected <= set(worker.finished()), DEADLINE,
-                    f"each of {sorted(expected)!r} finished")
+    try:
+        worker.wait_for(lambda _l: expected <= set(worker.finished()), DEADLINE,
+                        f"each of {sorted(expected)!r} finished")
+    except (TimeoutError, WorkerExited):
+        raise AssertionError(f"{name} {behaviour(broker, vhost, worker, sorted(expected))}; "
+                             f"stderr {worker.errors[-3:]!r}") from None
     assert set(worker.received()) == expected, worker.received()
 
 
@@ -205,23 +254,29 @@ HEARTBEATS_WATCHED_AFTER = 5
 @then(parsers.parse('"{name}" does that task once, on the same connection'))
 def _(broker, vhost, workers, name, long_task):
     """Once: one delivery, never redelivered. The same connection: the worker consumed once, and
-    the broker lists no connection of it that it did not list as the task began (one, for the
-    project's worker; a framework may open more, and close some), each with the heartbeat asked for (a heartbeat
-    left at the broker's 60 s would never be missed during the task)."""
+    the connection that carries its consumer is one the broker listed as the task began (the
+    project's worker has one; a framework may open more, and close some), with the heartbeat asked
+    for (a heartbeat left at the broker's 60 s would never be missed during the task)."""
     worker = workers[name]
-    worker.wait_done(1, DEADLINE)
     heartbeat = int(worker.option("--heartbeat"))
     try:
+        worker.wait_done(1, DEADLINE)
         worker.wait_for(lambda _l: worker.consuming_count() > 1 or len(worker.deliveries()) > 1,
                         HEARTBEATS_WATCHED_AFTER * heartbeat, "a second connection or a second delivery")
-    except TimeoutError:
-        pass                                # what is expected: neither came
-    assert worker.deliveries() == [(long_task, False)], worker.lines
-    assert worker.consuming_count() == 1, worker.lines
-    assert worker.process.poll() is None, worker.errors
-    mine = {c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name)}
+    except (TimeoutError, WorkerExited):
+        pass                                # what is expected: neither came; what came is told below
+    assert worker.process.poll() is None, f"{name} {behaviour(broker, vhost, worker, [long_task])}; " \
+                                          f"stderr {worker.errors[-3:]!r}"
+    assert worker.done_count() >= 1, f"{name} {behaviour(broker, vhost, worker, [long_task])}"
+    assert worker.deliveries() == [(long_task, False)], f"{name} was given {worker.deliveries()!r}: a second delivery"
+    assert worker.consuming_count() == 1, f"{name} started consuming {worker.consuming_count()} times: it reconnected"
+    # The connections that carry its consumer (a framework may keep others, for control or
+    # events, with heartbeats of their own).
+    consuming = {c["connection"] for c in broker.management.consumers(vhost)}
+    mine = {c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name) if c["name"] in consuming}
     assert mine and mine.keys() <= worker.connections_at_start.keys() and set(mine.values()) == {heartbeat}, (
-        f"the broker lists {mine} for worker {name}; as the task began, {worker.connections_at_start}")
+        f"the broker lists {mine} for the consumer of worker {name}; as the task began, it listed "
+        f"{worker.connections_at_start} for the worker")
 
 
 def told_of_consumer_timeout(worker):
@@ -280,9 +335,17 @@ def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
     worker = workers[name]
     good = quoted(tasks)
     too_many = 10 * int(times)
-    wait_until(lambda: broker.message_count(queue_spec.dead_letter, vhost)
-               or worker.received().count(poison) > too_many, DEADLINE,
-               f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}")
+    try:
+        wait_until(lambda: broker.message_count(queue_spec.dead_letter, vhost)
+                   or worker.received().count(poison) > too_many, DEADLINE,
+                   f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}")
+    except TimeoutError:
+        # What happened to it instead, in words of its own (a finding pins them).
+        counts = exact_counts(broker, vhost, queue_spec.name)
+        raise AssertionError(
+            f"{poison!r} was tried {worker.received().count(poison)} time(s), and after {DEADLINE} s is not in "
+            f"the dead-letter queue {queue_spec.dead_letter!r} nor tried again; {queue_spec.name!r} holds "
+            + ("no such queue" if counts is None else "ready {}, unacked {}, consumers {}".format(*counts))) from None
     tries = worker.received().count(poison)
     assert tries <= too_many, f"{poison!r} was tried {tries} times and not dead-lettered: it loops"
     worker.wait_for(lambda _l: set(good) <= set(worker.finished()), DEADLINE, f"{good!r} done")
@@ -292,10 +355,17 @@ def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
 
 
 @then(parsers.parse('"{name}" does the long task, flagged as redelivered'))
-def _(workers, name):
+def _(broker, vhost, queue_spec, workers, name):
     worker = workers[name]
-    worker.wait_for(lambda _l: (LONG_TASK, True) in worker.deliveries(), DEADLINE,
-                    "the long task, redelivered")
+    try:
+        worker.wait_for(lambda _l: (LONG_TASK, True) in worker.deliveries(), DEADLINE,
+                        "the long task, redelivered")
+    except TimeoutError:
+        counts = exact_counts(broker, vhost, queue_spec.name)
+        raise AssertionError(
+            f"{name} was given {len(worker.deliveries())} task(s) in {DEADLINE} s, not the long task again; "
+            f"{queue_spec.name!r} holds "
+            + ("no such queue" if counts is None else "ready {}, unacked {}, consumers {}".format(*counts))) from None
     worker.wait_done(1, DEADLINE)
     assert worker.deliveries() == [(LONG_TASK, True)]
 

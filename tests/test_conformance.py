@@ -42,8 +42,15 @@ title = "a worker from elsewhere"
 language = "Python"
 client = "pika"
 command = ["{python}", "-u", "worker.py"]
-capabilities = ["prefetch", "redelivered"]
+capabilities = ["prefetch", "one_at_a_time", "redelivered"]
 events = ["received", "done"]      # no "consuming": the steps take the broker's view
+
+# It sets no SIGTERM handler: a finding of the project's manifest, named by id.
+[[outside.expected]]
+finding = "sigterm-default-action"
+scenario = "SIGTERM during a task"
+step = 'Then "alice" finishes the long task and exits with code 0, without a traceback'
+error = 'exited with code -15 \\(SIGTERM\\), without a stack trace, having finished 0 of 1 task'
 '''
 
 
@@ -61,10 +68,13 @@ def test_a_worker_from_outside_runs_by_its_manifest_path(tmp_path, request):
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     results = json.loads((reports / "results.json").read_text())
-    cells = {c["scenario"]: (c["outcome"], c["reason"]) for c in results["cells"]}
+    cells = {c["scenario"]: (c["outcome"], c["finding"], c["symptom"]) for c in results["cells"]}
     assert cells == {
-        "Two workers share five tasks": ("passed", None),
-        "SIGTERM during a task": ("not applicable", "not applicable: outside lacks graceful_signal "
-                                                    "(SIGTERM finishes the task in hand, then exits 0)")}, cells
+        "Two workers share five tasks": ("passed", None, None),
+        "SIGTERM during a task": ("expected failure", "sigterm-default-action",
+                                  "alice exited with code -15 (SIGTERM), without a stack trace, having finished "
+                                  "0 of 1 task(s); stderr []")}, cells
     assert "| Each task goes to the next waiting worker in turn | ✔ |" in run.stdout, run.stdout[-2000:]
+    assert ('- ⚠ outside: SIGTERM during a task [sigterm-default-action]: Then "alice" finishes the long task '
+            'and exits with code 0, without a traceback: alice exited with code -15 (SIGTERM)') in run.stdout
     assert (reports / "outside.json").exists() and (reports / "table.md").exists()

@@ -6,7 +6,7 @@ Feature: Workers and producers ride out broker restarts and crashes
   connection dropped, or when the broker went silent for longer than its confirm timeout: a
   task may reach the queue twice, never zero times.
 
-  @conformance @needs_reconnects
+  @conformance
   Rule: A worker reconnects and resumes; no task is lost and no worker exits
 
     Scenario Outline: A worker carries on through a broker <event>

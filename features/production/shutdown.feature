@@ -3,7 +3,7 @@ Feature: Graceful shutdown
   SIGTERM or Ctrl+C asks a worker to stop: it takes no new task, finishes and acknowledges the
   one in hand, and exits 0. A second Ctrl+C aborts at once and the task goes back to the queue.
 
-  @conformance @needs_graceful_signal
+  @conformance
   Rule: A worker asked to stop finishes its task first
 
     Scenario: SIGTERM during a task
@@ -12,6 +12,7 @@ Feature: Graceful shutdown
       Then "alice" finishes the long task and exits with code 0, without a traceback
       And the queue "task_queue" holds no tasks
 
+    @needs_one_at_a_time
     Scenario: SIGTERM with tasks waiting for the worker
       Given worker "alice" is working on a long task, with 3 more tasks sent to her
       When "alice" is asked to stop

@@ -53,12 +53,45 @@ def test_a_manifest_entry_paths_start_at_the_manifest(tmp_path):
     (("redelivered\"]", "redelivered\"]\n[[mine.expected]]\nscenario = \"x\"\n"
                           "step = \"Then y\"\nerror = \"(\"\nmechanism = \"m\"\nreferences = [\"r\"]"),
      "[mine].expected[0].error: not a regular expression"),
+    (("\"prefetch\", ", "\"prefetch\", \"reconnects\", "),
+     "[mine].capabilities: 'reconnects' is a behaviour, not a capability: every worker runs the broker restart"),
+    (("redelivered\"]", "redelivered\"]\n[[mine.expected]]\nfinding = \"telepathy\"\nscenario = \"x\"\n"
+                          "step = \"Then y\"\nerror = \"z\""),
+     "[mine].expected[0].finding: no finding 'telepathy' (known: "),
+    (("redelivered\"]", "redelivered\"]\n[[mine.expected]]\nfinding = \"mine-loops\"\nscenario = \"x\"\n"
+                          "step = \"Then y\"\nerror = \"z\"\nmechanism = \"m\"\n"
+                          "[findings.mine-loops]\ntitle = \"t\"\nmechanism = \"m\"\nreferences = [\"r\"]"),
+     "[mine].expected[0]: a finding gives the mechanism and references: leave them out here"),
+    (("[mine]", "[findings.x]\ntitle = \"t\"\nreferences = [\"r\"]\n[mine]"),
+     "[findings].x.mechanism: is required"),
+    (("command = [\"./worker\"]", "command = [\"./worker\"]\nheartbeat = 0"),
+     "[mine].heartbeat: must be a whole number of seconds, 1 to 60"),
 ])
 def test_a_bad_manifest_is_one_line_naming_the_entry_and_key(tmp_path, change, says):
     with pytest.raises(manifest.ManifestError) as error:
         load(tmp_path, ENTRY.replace(*change))
     message = str(error.value)
     assert says in message and "\n" not in message, message
+
+
+def test_an_expected_failure_takes_its_mechanism_from_a_finding_written_once(tmp_path):
+    text = ENTRY + (
+        '[[mine.expected]]\nfinding = "mine-loops"\nscenario = "A poison task on a classic queue"\n'
+        'step = "Then y"\nerror = "loops"\nversions = ["4.3.6"]\n'
+        '[[mine.expected]]\nfinding = "mine-loops"\nscenario = "A poison task on a quorum queue"\n'
+        'step = "Then y"\nerror = "loops"\n'
+        '[findings.mine-loops]\ntitle = "it loops"\nmechanism = """nacks\n with requeue"""\nreferences = ["r"]\n')
+    [impl] = load(tmp_path, text)
+    assert [(e.finding, e.mechanism, e.references, e.versions) for e in impl.expected] == [
+        ("mine-loops", "nacks with requeue", ("r",), ("4.3.6",)), ("mine-loops", "nacks with requeue", ("r",), None)]
+
+
+def test_a_manifest_may_name_the_projects_findings(tmp_path):
+    known = manifest.findings(manifest.BUILTIN)
+    some = sorted(known)[0]
+    [impl] = load(tmp_path, ENTRY + f'[[mine.expected]]\nfinding = "{some}"\nscenario = "x"\n'
+                                    'step = "Then y"\nerror = "z"\n')
+    assert impl.expected[0].mechanism == known[some].mechanism
 
 
 def test_a_missing_or_broken_manifest_is_one_line(tmp_path):

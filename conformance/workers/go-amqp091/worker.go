@@ -1,5 +1,6 @@
-// The tutorial's worker.go on amqp091-go: prefetch 1, ack after the work, which runs in the
-// goroutine ranging over the deliveries; no reconnection.
+// The tutorial's worker.go on amqp091-go: prefetch 1, ack after the work, which runs in a
+// goroutine ranging over the deliveries while main waits for SIGINT or SIGTERM (and then
+// returns, closing the connection); no reconnection.
 // Contract: docs/conformance.md (environment WORKER_*, events as JSON lines in WORKER_EVENTS).
 package main
 
@@ -7,8 +8,10 @@ import (
 	"encoding/json"
 	"log"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -80,22 +83,31 @@ func main() {
 	msgs, err := ch.Consume(q.Name, "", false, false, false, false, nil)
 	failOnError(err, "Failed to register a consumer")
 
+	// As the tutorial: the work in a goroutine ranging over the deliveries, main waiting for
+	// SIGINT or SIGTERM. When the connection is lost the range ends, the goroutine with it,
+	// and main keeps waiting: the process runs on, consuming nothing.
+	go func() {
+		for d := range msgs {
+			task := string(d.Body)
+			log.Printf(" [x] Received %s", task)
+			event("received", map[string]any{"body": task, "redelivered": d.Redelivered})
+			if failOn != "" && strings.Contains(task, failOn) {
+				log.Printf(" [!] Failed %s", task)
+				d.Nack(false, true)
+				continue
+			}
+			dots := strings.Count(task, ".")
+			time.Sleep(time.Duration(float64(dots) * secondsPerDot * float64(time.Second)))
+			log.Printf(" [x] Done")
+			event("done", map[string]any{"body": task})
+			d.Ack(false)
+		}
+	}()
+
 	log.Printf(" [*] Waiting for messages. To exit press CTRL+C")
 	event("consuming", nil)
-	for d := range msgs {
-		task := string(d.Body)
-		log.Printf(" [x] Received %s", task)
-		event("received", map[string]any{"body": task, "redelivered": d.Redelivered})
-		if failOn != "" && strings.Contains(task, failOn) {
-			log.Printf(" [!] Failed %s", task)
-			d.Nack(false, true)
-			continue
-		}
-		dots := strings.Count(task, ".")
-		time.Sleep(time.Duration(float64(dots) * secondsPerDot * float64(time.Second)))
-		log.Printf(" [x] Done")
-		event("done", map[string]any{"body": task})
-		d.Ack(false)
-	}
-	log.Fatalf("the deliveries ended: the connection or channel closed")
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	<-stop
+	log.Printf("Shutting down gracefully...")
 }

@@ -77,6 +77,8 @@ def table(results):
             lines.append(f"{head}: {seen}" + (f"\n  why: {reason}" if cell["outcome"] == "expected failure" else ""))
         else:
             lines.append(f"{head}: {reason}")
+        if cell.get("settings"):
+            lines.append(f"  settings: {cell['settings']}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from conformance import manifest
-from steps import EXPECTED_FAILURE
+from steps import EXPECTED_FAILURE, WORKER_POOL
 from workqueue.testing import plugin as workqueue_plugin
 
 _IMPLS = pytest.StashKey[list]()
@@ -74,6 +74,33 @@ def pytest_bdd_before_scenario(request, feature, scenario):
             break
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """The settings each worker of the cell was started with (the project's worker options,
+    which the contract gives another implementation as its WORKER_* variables)."""
+    report = yield
+    pool = item.stash.get(WORKER_POOL, None)
+    if report.when == "call" and pool is not None:
+        report.user_properties.append(("settings", settings(pool)))
+    return report
+
+
+def settings(pool):
+    """"alice: --prefetch 1 --heartbeat 2; bob: ...": each worker's options, less those every
+    scenario gives (its name, the work's pace, the queue's name)."""
+    common = {"--name", "--seconds-per-dot", "--queue"}
+    out = []
+    for worker in pool:
+        args, kept = list(worker.options), []
+        while args:
+            option = args.pop(0)
+            value = args.pop(0) if args and not args[0].startswith("--") else None
+            if option not in common:
+                kept.append(option if value is None else f"{option} {value}")
+        out.append(f"{worker.name}: {' '.join(kept)}")
+    return "; ".join(out)
+
+
 def pytest_runtest_logreport(report):
     """Each cell's outcome, on the process that writes the results (xdist's controller)."""
     record = next((json.loads(v) for k, v in report.user_properties if k == "conformance"), None)
@@ -95,7 +122,8 @@ def pytest_runtest_logreport(report):
             whole = " ".join(str(report.longrepr).split())[-600:]
             reason = symptom or (" ".join(crash.message.split()) if crash else whole)
         _results.append({**record, "outcome": outcome, "reason": reason, "step": step, "symptom": symptom,
-                         "finding": properties.get("finding"), "nodeid": report.nodeid})
+                         "finding": properties.get("finding"), "settings": properties.get("settings"),
+                         "nodeid": report.nodeid})
 
 
 _results: list = []     # the cells of this run, as their reports arrive

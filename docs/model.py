@@ -391,14 +391,17 @@ class Conformance:
 
 
 def _told(cell):
-    """A cell's text: the failing step and what it saw, then (a finding) its id and why."""
+    """A cell's text: the failing step and what it saw, then (a finding) its id and why; then
+    the settings its workers were started with."""
     reason = " ".join((cell.get("reason") or "").split())
-    if not (cell.get("step") and cell.get("symptom")):
-        return reason
-    seen = f"{cell['step']}: {' '.join(cell['symptom'].split())}"
-    if cell["outcome"] != "expected failure":
-        return seen
-    return f"{seen}. Why{' (' + cell['finding'] + ')' if cell.get('finding') else ''}: {reason}"
+    if cell.get("step") and cell.get("symptom"):
+        seen = f"{cell['step']}: {' '.join(cell['symptom'].split())}"
+        if cell["outcome"] == "expected failure":
+            seen += f". Why{' (' + cell['finding'] + ')' if cell.get('finding') else ''}: {reason}"
+        reason = seen
+    if cell.get("settings"):
+        reason = f"{reason} Settings: {cell['settings']}." if reason else f"Settings: {cell['settings']}."
+    return reason
 
 
 def load_conformance(paths):

@@ -12,6 +12,10 @@ import pytest
 #: test passes as expected failure only when it fails in that step with an error matching that.
 EXPECTED_FAILURE = pytest.StashKey[dict]()
 
+#: On a test item: the scenario's WorkerPool (steps/workers.py), for the settings its workers
+#: were started with (the conformance suite records them per cell).
+WORKER_POOL = pytest.StashKey[object]()
+
 #: Seconds of simulated work per dot for the workers of every scenario.
 SECONDS_PER_DOT = 0.2
 #: A task long enough to be killed, frozen, interrupted twice or observed in the middle of

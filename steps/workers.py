@@ -12,7 +12,7 @@ import time
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, quoted
+from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, WORKER_POOL, quoted
 from steps.queues import exact_counts, held_tasks, queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerExited, WorkerPool
@@ -55,12 +55,13 @@ def launcher(impl, broker, vhost):
 
 
 @pytest.fixture
-def workers(broker, vhost, amqp_url, queue_spec, declared, worker_under_test):
+def workers(request, broker, vhost, amqp_url, queue_spec, declared, worker_under_test):
     """The scenario's worker processes; any still running at the end are killed."""
     pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT),
                                                  *queue_options(queue_spec)],
                       launch=launcher(worker_under_test, broker, vhost))
     pool.declared = declared
+    request.node.stash[WORKER_POOL] = pool
     yield pool
     pool.close()
 

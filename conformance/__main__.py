@@ -82,6 +82,36 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
+def scenarios_text():
+    """Every scenario the suite runs on a worker, with its steps and what it needs; the pace and
+    deadlines every scenario shares first."""
+    from pytest_bdd.parser import FeatureParser
+
+    from steps import DEADLINE, LONG_TASK, SECONDS_PER_DOT
+    lines = [f"Every scenario: a task takes {SECONDS_PER_DOT:g} s per dot in its body (WORKER_SECONDS_PER_DOT); "
+             f"the long task is {LONG_TASK.count('.')} dots ({LONG_TASK.count('.') * SECONDS_PER_DOT:g} s); "
+             f"each thing a step waits for has a deadline of {DEADLINE} s; a short heartbeat is the "
+             f"manifest's heartbeat (1 s unless it says more), a task of 8 heartbeats 8 times that.", ""]
+    base = ROOT / "features"
+    for path in sorted(base.rglob("*.feature")):
+        feature = FeatureParser(str(base), str(path.relative_to(base))).parse()
+        for scenario in feature.scenarios.values():
+            tags = set(scenario.tags) | set(feature.tags) | (set(scenario.rule.tags) if scenario.rule else set())
+            if "conformance" not in tags:
+                continue
+            needs = sorted(t[len("needs_"):] for t in tags if t.startswith("needs_"))
+            rule = f" > {scenario.rule.name}" if scenario.rule else ""
+            lines.append(f"{path.relative_to(ROOT)}: {feature.name}{rule}")
+            lines.append(f"  {scenario.keyword}: {scenario.name}" + (f"  (needs {', '.join(needs)})" if needs else ""))
+            for table in scenario.examples:
+                for example in table.examples:
+                    values = zip(table.example_params, example)
+                    lines.append("    example: " + ", ".join(f"<{k}> = {v}" for k, v in values))
+            lines += [f"    {step.keyword} {step.name}" for step in scenario.steps]
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--impl", default="all", help="comma-separated ids, or 'all' (default)")
@@ -92,6 +122,8 @@ def main(argv=None):
                         help="test processes, each with its own broker (default: 3 per core)")
     parser.add_argument("--reports", default=None, help="directory of the reports")
     parser.add_argument("--list", action="store_true", help="list the implementations and exit")
+    parser.add_argument("--scenarios", action="store_true",
+                        help="list the scenarios run on each worker (steps, needs, pace, deadlines) and exit")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     try:
@@ -102,6 +134,9 @@ def main(argv=None):
     except manifest.ManifestError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         return 2
+    if args.scenarios:
+        print(scenarios_text())
+        return 0
     if args.list:
         for impl in known:
             print(f"{impl.id:18} {impl.language:11} {impl.client:38} {impl.title}")

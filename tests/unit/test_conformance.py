@@ -164,3 +164,12 @@ def test_every_expected_failure_names_a_conformance_scenario_and_one_of_its_step
         for expected in impl.expected:
             assert expected.scenario in steps, (impl.id, expected.scenario)
             assert expected.step in steps[expected.scenario], (impl.id, expected.scenario, expected.step)
+
+
+def test_the_scenario_list_names_every_conformance_scenario_with_its_steps_and_needs():
+    from conformance.__main__ import scenarios_text
+    text = scenarios_text()
+    assert text.startswith("Every scenario: a task takes 0.2 s per dot")
+    assert "  Scenario: SIGTERM with tasks waiting for the worker  (needs one_at_a_time)" in text
+    assert "    example: <event> = crashes and recovers" in text
+    assert '    Given worker "alice" with a short heartbeat is working on a task of 8 heartbeats' in text

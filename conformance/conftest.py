@@ -82,7 +82,21 @@ def pytest_runtest_makereport(item, call):
     pool = item.stash.get(WORKER_POOL, None)
     if report.when == "call" and pool is not None:
         report.user_properties.append(("settings", settings(pool)))
+        if call.excinfo is not None:
+            # What the workers printed, shown under the failure (terminal, JUnit) and kept in
+            # results.json: a cell's symptom with the worker's own words beside it.
+            output = {w.name: {"stdout": w.output_lines()[-OUTPUT_LINES:], "stderr": w.errors[-OUTPUT_LINES:]}
+                      for w in pool}
+            for name, streams in output.items():
+                for stream, lines in streams.items():
+                    report.sections.append((f"worker {name} {stream} (last {OUTPUT_LINES} lines)",
+                                            "\n".join(lines) or "(nothing)"))
+            report.user_properties.append(("output", json.dumps(output)))
     return report
+
+
+#: Lines of each worker's stdout and stderr kept for a cell that did not pass.
+OUTPUT_LINES = 20
 
 
 def settings(pool):
@@ -123,6 +137,7 @@ def pytest_runtest_logreport(report):
             reason = symptom or (" ".join(crash.message.split()) if crash else whole)
         _results.append({**record, "outcome": outcome, "reason": reason, "step": step, "symptom": symptom,
                          "finding": properties.get("finding"), "settings": properties.get("settings"),
+                         "output": json.loads(properties["output"]) if "output" in properties else None,
                          "nodeid": report.nodeid})
 
 

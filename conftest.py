@@ -18,10 +18,10 @@ import subprocess
 import pytest
 import tomllib
 
-from conformance.manifest import CAPABILITIES
 from steps import EXPECTED_FAILURE
 from workqueue.testing import plugin as workqueue_plugin
 from workqueue.testing import scheduling
+from workqueue.testing.contract import CAPABILITIES
 
 pytest_plugins = [
     "pytester",

@@ -7,10 +7,12 @@
 
 Each implementation is provisioned first (once per change), then one pytest run drives the
 scenarios tagged @conformance against each, on one broker per test process. Reports go to
-REPORTS (default reports/conformance/<backend>/): results.json (every cell), one <id>.json per
-implementation, table.md. Exit codes: 0 every cell passed, failed as expected, or is not
-applicable; 1 some cell failed, or the selection gave a chosen implementation no cell; 2 bad
-usage or a bad manifest (one line says which); 3 an implementation could not be provisioned.
+REPORTS (default reports/conformance/runs/<time>-<backend>/, a new directory each run; a run of
+every implementation and scenario is also reports/conformance/<backend>, a link that make docs
+reads): results.json (every cell), one <id>.json per implementation, table.md. Exit codes: 0
+every cell passed, failed as expected, or is not applicable; 1 some cell failed, or the
+selection gave a chosen implementation no cell; 2 bad usage or a bad manifest (one line says
+which); 3 an implementation could not be provisioned.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 from conformance import manifest
 from conformance.provision import ProvisionError, provision
@@ -112,6 +115,28 @@ def scenarios_text():
     return "\n".join(lines)
 
 
+def run_directory(root, backend, full, stamp):
+    """Where a run's reports go: ``root/runs/<stamp>-<backend>/``, never over an earlier run's.
+    A full run (every implementation of the project, every scenario) also becomes
+    ``root/<backend>``, a link to it, which ``make docs`` reads (an older run's directory found
+    there is moved into runs/ first)."""
+    runs = root / "runs"
+    target = runs / f"{stamp}-{backend}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = runs / f"{stamp}-{backend}-{n}"
+    target.mkdir(parents=True)
+    if full:
+        link = root / backend
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            link.rename(runs / f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(link.stat().st_mtime))}-{backend}-old")
+        link.symlink_to(target.relative_to(root), target_is_directory=True)
+    return target
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
     parser.add_argument("--impl", default="all", help="comma-separated ids, or 'all' (default)")
@@ -150,7 +175,10 @@ def main(argv=None):
             return 3
         if took is not None:
             print(f"provisioned {impl.id} in {took:.0f} s", flush=True)
-    reports = pathlib.Path(args.reports or ROOT / "reports" / "conformance" / args.broker)
+    full = args.impl == "all" and not args.impl_file and not args.pytest_args
+    reports = pathlib.Path(args.reports) if args.reports else run_directory(
+        ROOT / "reports" / "conformance", args.broker, full, time.strftime("%Y%m%d-%H%M%S"))
+    print(f"conformance: reports go to {reports}", flush=True)
     reports.mkdir(parents=True, exist_ok=True)
     results_path = reports / "results.json"
     results_path.unlink(missing_ok=True)

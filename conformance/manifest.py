@@ -14,24 +14,8 @@ from typing import Any
 
 import tomllib
 
-#: The knobs a scenario may need to turn on a worker. A scenario that needs one an implementation
-#: lacks is "not applicable" for it, with that reason. Behaviours are not capabilities: every
-#: worker runs the reconnect and shutdown scenarios, and what it does there is its cell.
-CAPABILITIES = {
-    "prefetch": "a prefetch knob (WORKER_PREFETCH; 0 is no limit)",
-    "heartbeat": "a client heartbeat it can be given (WORKER_HEARTBEAT)",
-    "one_at_a_time": "works on one task at a time: the tasks it prefetched wait for the one in hand",
-    "several_urls": "several broker URLs (WORKER_URL, space-separated), tried in turn",
-    "redelivered": "reports the redelivered flag of each task",
-    "fail_on": "fails the tasks that mention WORKER_FAIL_ON",
-    "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE)",
-    "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER)",
-}
-#: Former capabilities, now behaviours every implementation is run for (a manifest naming one
-#: is refused, saying so).
-BEHAVIOURS = {"reconnects": "the broker restart and crash scenarios", "graceful_signal": "the SIGTERM scenarios"}
-#: Events a worker may report (in WORKER_EVENTS); one it does not, the steps take from the broker.
-EVENTS = ("consuming", "received", "done")
+from workqueue.testing.contract import BEHAVIOURS, CAPABILITIES, EVENTS
+
 QUEUE_PROFILES = {
     "contract": "the worker declares the queue with the contract's arguments; the spec's producer "
                 "declares it alike",
@@ -93,6 +77,10 @@ class Implementation:
     expected: tuple[Expected, ...] = ()
     reference: bool = False            # the project's own worker
     heartbeat: int = 1                 # the shortest heartbeat (s) it works with: "a short heartbeat"
+
+    def fill(self, template: str) -> str:
+        """{home}, {venv}, {dir} and {python} in one of its commands."""
+        return fill(template, self)
 
     def lacks(self, capability: str) -> str | None:
         """Why a scenario that needs ``capability`` is not applicable, or None when it is."""

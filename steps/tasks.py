@@ -26,7 +26,7 @@ def send(broker, vhost, queue_spec, declared, worker_under_test):
     def send(bodies, queue=None, persistent=True):
         bodies = list(bodies)
         if adapter is not None:
-            from conformance.contract import send_with_adapter
+            from workqueue.testing.contract import send_with_adapter
             send_with_adapter(adapter, broker.url(vhost), queue_options(queue or queue_spec), bodies, DEADLINE)
             declared.mark()
             return bodies

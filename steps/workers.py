@@ -38,7 +38,7 @@ def launcher(impl, broker, vhost):
     is consuming is seen consuming when the broker lists a consumer on one of its connections."""
     if impl is None or impl.reference:
         return None
-    from conformance.contract import NotApplicable, start_worker
+    from workqueue.testing.contract import NotApplicable, start_worker
 
     def launch(name, url, options, on_line):
         try:

@@ -7,6 +7,7 @@ A second Ctrl+C: exit at once (130); the unacknowledged task goes back to the qu
 """
 
 import importlib
+import json
 import os
 import signal
 import sys
@@ -21,14 +22,31 @@ def connection_name(name=None):
     return f"workqueue worker {name}" if name else "workqueue worker"
 
 
-def announced(say, work):
-    """A handler printing the tutorial's lines around ``work(delivery)``."""
+def announced(say, work, report=None):
+    """A handler printing the tutorial's lines around ``work(delivery)``; ``report(event, **fields)``
+    (with --events) records the same as JSON lines."""
+    report = report or (lambda event, **fields: None)
+
     def handle(delivery):
         suffix = " (redelivered)" if delivery.redelivered else ""
+        # A body that is not UTF-8 text goes as its Python repr (body_repr: b'...').
+        body = {"body": delivery.text} if delivery.text is not None else {"body_repr": delivery.display()}
         say(f" [x] Received {delivery.display()}{suffix}")
+        report("received", **body, redelivered=delivery.redelivered)
         work(delivery)
         say(" [x] Done")
+        report("done", **body)
     return handle
+
+
+def events_file(path):
+    """``report(event, **fields)`` appending one JSON object per line to ``path`` (the worker
+    contract's events file, docs/conformance.md), each line written whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def report(event, **fields):
+        os.write(fd, (json.dumps({"event": event, **fields}) + "\n").encode())
+    return report
 
 
 def tutorial_work(seconds_per_dot, max_seconds):
@@ -62,6 +80,9 @@ def main(argv=None):
                    help="call this function with each task instead of the tutorial's dot-sleeper")
     p.add_argument("--no-reconnect", action="store_true",
                    help="exit (3) when the connection is lost instead of reconnecting")
+    p.add_argument("--events", default=None, metavar="FILE",
+                   help="also append each event (consuming, received, done) to FILE, one JSON object a line "
+                        "(the worker contract of docs/conformance.md)")
     cli.add_broker_options(p)
     cli.add_queue_options(p)
     args = p.parse_args(argv)
@@ -73,7 +94,15 @@ def main(argv=None):
         print(prefix + line, flush=True)
 
     work = load_work(args.handler) if args.handler else tutorial_work(args.seconds_per_dot, args.max_seconds)
-    handler = announced(say, work)
+    try:
+        report = events_file(args.events) if args.events else (lambda event, **fields: None)
+    except OSError as exc:
+        p.error(f"--events: cannot open {args.events}: {exc.strerror}")
+    handler = announced(say, work, report)
+
+    def consuming():
+        say(" [*] Waiting for messages. To exit press CTRL+C")
+        report("consuming")
     with cli.reporting(p.prog, secrets):
         params = cli.params_from(args, connection_name=connection_name(args.name))
         workers = []                            # one, or a second one for an existing queue's type
@@ -83,7 +112,7 @@ def main(argv=None):
                 return                          # stopped while the first declaration was refused
             workers.append(Worker(params, queue, handler, prefetch=args.prefetch, auto_ack=args.auto_ack,
                                   reconnect=not args.no_reconnect,
-                                  on_consuming=lambda: say(" [*] Waiting for messages. To exit press CTRL+C")))
+                                  on_consuming=consuming))
             workers[-1].run()
 
         def graceful(signum, frame):

@@ -7,7 +7,7 @@ import pytest
 
 from conformance import manifest
 from conformance.__main__ import summary, table
-from conformance.contract import NotApplicable, worker_environment
+from workqueue.testing.contract import NotApplicable, worker_environment
 from workqueue.testing.processes import read_events
 
 ENTRY = """
@@ -173,3 +173,18 @@ def test_the_scenario_list_names_every_conformance_scenario_with_its_steps_and_n
     assert "  Scenario: SIGTERM with tasks waiting for the worker  (needs one_at_a_time)" in text
     assert "    example: <event> = crashes and recovers" in text
     assert '    Given worker "alice" with a short heartbeat is working on a task of 8 heartbeats' in text
+
+
+def test_each_run_has_a_directory_of_its_own_and_a_full_run_is_the_backends(tmp_path):
+    from conformance.__main__ import run_directory
+    root = tmp_path / "conformance"
+    (root / "node").mkdir(parents=True)                      # a run of before, a plain directory
+    (root / "node" / "results.json").write_text("{}")
+    first = run_directory(root, "node", True, "20261206-010000")
+    partial = run_directory(root, "node", False, "20261206-010000")
+    assert first == root / "runs" / "20261206-010000-node" and partial == root / "runs" / "20261206-010000-node-2"
+    assert (root / "node").resolve() == first.resolve()
+    [old] = [p for p in (root / "runs").iterdir() if p.name.endswith("-node-old")]
+    assert (old / "results.json").read_text() == "{}"
+    second = run_directory(root, "node", True, "20261206-020000")
+    assert (root / "node").resolve() == second.resolve() and first.exists()

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -167,7 +168,9 @@ def read_events(text: str) -> list[Event]:
             continue
         kind = record.get("event") if isinstance(record, dict) else None
         if kind in ("consuming", "received", "done"):
-            events.append((kind, record.get("body"), bool(record.get("redelivered", False))))
+            # body_repr: the project's worker's way with a body that is not UTF-8 text (b'...')
+            body = _body(record["body_repr"]) if "body_repr" in record else record.get("body")
+            events.append((kind, body, bool(record.get("redelivered", False))))
     return events
 
 
@@ -208,7 +211,14 @@ class WorkerProcess:
         # lists for it instead (set by whoever starts it).
         self.consuming_probe: Callable[[], int] | None = None
         if command is None:
-            command = [sys.executable, "-u", "-m", "workqueue.worker", *options]
+            # The project's worker reports through the same contract as any other: its events
+            # file (--events), not its printed lines (a soak's, writing to ``output``, prints).
+            if events is None and output is None:
+                fd, events = tempfile.mkstemp(prefix=f"events-workqueue-{name}-", suffix=".jsonl")
+                os.close(fd)
+                self.events_path = events
+            command = [sys.executable, "-u", "-m", "workqueue.worker", *options,
+                       *(["--events", events] if events is not None else [])]
             env = child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),
                              "PYTHONUNBUFFERED": "1"})
         else:

@@ -1,6 +1,11 @@
 """The worker contract (docs/conformance.md): what the steps ask of a worker, said to another
 implementation through its environment, and what it reports back through its events file.
 
+The specification's harness: the steps start every worker through it, and the conformance
+runner (conformance/) is one of its users; nothing here imports the runner. An implementation
+is anything with the attributes of conformance.manifest.Implementation that are used here
+(``id``, ``directory``, ``command``, ``send``, ``fill``, ``lacks``).
+
 The steps speak the project's worker's options (``--prefetch 1``, ``--heartbeat 1``...).
 ``worker_environment`` turns them into the contract's variables, and says which capability each
 needs: an option an implementation cannot honour makes the scenario not applicable to it.
@@ -11,11 +16,30 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from conformance.manifest import Implementation, fill
 from workqueue.testing.processes import WorkerProcess, child_env
 from workqueue.worker import connection_name
+
+#: The knobs a scenario may need to turn on a worker. A scenario that needs one an implementation
+#: lacks is "not applicable" for it, with that reason. Behaviours are not capabilities: every
+#: worker runs the reconnect and shutdown scenarios, and what it does there is its cell.
+CAPABILITIES = {
+    "prefetch": "a prefetch knob (WORKER_PREFETCH; 0 is no limit)",
+    "heartbeat": "a client heartbeat it can be given (WORKER_HEARTBEAT)",
+    "one_at_a_time": "works on one task at a time: the tasks it prefetched wait for the one in hand",
+    "several_urls": "several broker URLs (WORKER_URL, space-separated), tried in turn",
+    "redelivered": "reports the redelivered flag of each task",
+    "fail_on": "fails the tasks that mention WORKER_FAIL_ON",
+    "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE)",
+    "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER)",
+}
+#: Former capabilities, now behaviours every implementation is run for (a manifest naming one
+#: is refused, saying so).
+BEHAVIOURS = {"reconnects": "the broker restart and crash scenarios", "graceful_signal": "the SIGTERM scenarios"}
+#: Events a worker may report (in WORKER_EVENTS); one it does not, the steps take from the broker.
+EVENTS = ("consuming", "received", "done")
 
 
 class NotApplicable(Exception):
@@ -46,7 +70,7 @@ VARIABLES = ("WORKER_URL", "WORKER_EVENTS", "WORKER_FAIL_ON", "WORKER_CONNECTION
              *sorted({variable for variable, _ in OPTIONS.values()}))
 
 
-def worker_environment(impl: Implementation, url: str | Sequence[str], options: Sequence[str]) -> dict[str, str]:
+def worker_environment(impl: Any, url: str | Sequence[str], options: Sequence[str]) -> dict[str, str]:
     """The contract's variables for a worker started with the project's ``options``; raises
     NotApplicable when one needs what ``impl`` lacks."""
     urls = [url] if isinstance(url, str) else list(url)
@@ -87,27 +111,27 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start_worker(impl: Implementation, name: str, url: str | Sequence[str], options: Sequence[str],
-                 on_line=None) -> WorkerProcess:
+def start_worker(impl: Any, name: str, url: str | Sequence[str], options: Sequence[str],
+                 on_line: Callable[[str], object] | None = None) -> WorkerProcess:
     """One worker of ``impl``, as the project's worker would be started with ``options``."""
     env = worker_environment(impl, url, options)
     fd, events = tempfile.mkstemp(prefix=f"events-{impl.id}-{name}-", suffix=".jsonl")
     os.close(fd)
     env["WORKER_EVENTS"] = events
-    command = [fill(part, impl) for part in impl.command]
+    command = [impl.fill(part) for part in impl.command]
     worker = WorkerProcess(name, url, *options, env=_clean_env(env), cwd=str(impl.directory), on_line=on_line,
                            command=command, events=events)
     return worker
 
 
-def send_with_adapter(impl: Implementation, url: str, queue: Sequence[str], bodies: Sequence[str],
+def send_with_adapter(impl: Any, url: str, queue: Sequence[str], bodies: Sequence[str],
                       timeout: float) -> None:
     """Hand ``bodies`` to the implementation's adapter command (one per line on its stdin); it
     exits 0 once the broker has confirmed each one. ``queue``: the queue's options, as the
     project's worker takes them (the adapter declares the queue as the worker does)."""
     assert impl.send is not None
     env = worker_environment(impl, url, queue)
-    command = [fill(part, impl) for part in impl.send]
+    command = [impl.fill(part) for part in impl.send]
     run = subprocess.run(command, input="".join(f"{b}\n" for b in bodies), text=True, capture_output=True,
                          timeout=timeout, cwd=str(impl.directory),
                          env=_clean_env(env))

@@ -153,6 +153,16 @@ def _fits(counts, expected):
     return counts is not None and all(e is None or c == e for c, e in zip(counts, expected))
 
 
+def counts_said(counts):
+    """(ready, unacked, consumers) as a finding pins it, or that there is no such queue."""
+    return "no such queue" if counts is None else "ready {}, unacked {}, consumers {}".format(*counts)
+
+
+def queue_holds(broker, vhost, name):
+    """What queue ``name`` holds now, in counts_said's words (exact_counts)."""
+    return counts_said(exact_counts(broker, vhost, name))
+
+
 def _words(expected):
     return "(" + ", ".join("any" if e is None else str(e) for e in expected) + ")"
 
@@ -169,8 +179,7 @@ def wait_counts(broker, vhost, name, expected, hold=HOLD_SECONDS):
         wait_until(fits, DEADLINE, f"queue {name!r}")
     except TimeoutError:
         # What was seen last, in words of its own: a finding pins this, never the expected.
-        shown = "no such queue" if seen and seen[0] is None else (
-            "ready {}, unacked {}, consumers {}".format(*seen[0]) if seen else "nothing")
+        shown = counts_said(seen[0]) if seen else "nothing"
         raise TimeoutError(f"queue {name!r} last showed {shown}; in {DEADLINE:g} s never "
                            f"(ready, unacked, consumers) = {_words(expected)}") from None
     deadline = time.monotonic() + hold

@@ -13,7 +13,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, WORKER_POOL, quoted
-from steps.queues import exact_counts, held_tasks, queue_options, wait_counts
+from steps.queues import exact_counts, held_tasks, queue_holds, queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerExited, WorkerPool
 from workqueue.worker import connection_name
@@ -48,7 +48,7 @@ def launcher(impl, broker, vhost):
         if "consuming" not in impl.events:
             def probe():
                 mine = {c["name"] for c in worker_connections(broker, vhost, name)}
-                return int(any(c["connection"] in mine for c in broker.management.consumers(vhost)))
+                return int(any(c in mine for c in consumer_connections(broker, vhost)))
             worker.consuming_probe = probe
         return worker
     return launch
@@ -64,6 +64,11 @@ def workers(request, broker, vhost, amqp_url, queue_spec, declared, worker_under
     request.node.stash[WORKER_POOL] = pool
     yield pool
     pool.close()
+
+
+def consumer_connections(target, vhost):
+    """The connection of each consumer of ``vhost``, as the broker lists them (one per consumer)."""
+    return [c["connection"] for c in target.management.consumers(vhost)]
 
 
 def worker_connections(target, vhost, name):
@@ -88,7 +93,7 @@ def behaviour(broker, vhost, worker, tasks):
         trace = any(marker.search(line) for marker in STACK_TRACE for line in [*worker.output_lines(), *worker.errors])
         return f"{how}, {'with' if trace else 'without'} a stack trace, {finished}"
     mine = {c["name"] for c in worker_connections(broker, vhost, worker.name)}
-    consumers = sum(c["connection"] in mine for c in broker.management.consumers(vhost))
+    consumers = sum(c in mine for c in consumer_connections(broker, vhost))
     if not consumers:
         return (f"keeps running, consuming nothing (the broker lists {len(mine)} connection(s) of it "
                 f"and no consumer), {finished}")
@@ -163,7 +168,7 @@ def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, w
         def listing():
             # Until the list holds the connection of its consumer (the management API lists a
             # framework's several connections one by one).
-            consuming = {c["connection"] for c in broker.management.consumers(vhost)}
+            consuming = set(consumer_connections(broker, vhost))
             listed.update({c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name)})
             return consuming & listed.keys() or worker.process.poll() is not None
         wait_until(listing, DEADLINE, f"the broker to list the connection of worker {name}'s consumer")
@@ -273,7 +278,7 @@ def _(broker, vhost, workers, name, long_task):
     assert worker.consuming_count() == 1, f"{name} started consuming {worker.consuming_count()} times: it reconnected"
     # The connections that carry its consumer (a framework may keep others, for control or
     # events, with heartbeats of their own).
-    consuming = {c["connection"] for c in broker.management.consumers(vhost)}
+    consuming = set(consumer_connections(broker, vhost))
     mine = {c["name"]: c["heartbeat"] for c in worker_connections(broker, vhost, name) if c["name"] in consuming}
     assert mine and mine.keys() <= worker.connections_at_start.keys() and set(mine.values()) == {heartbeat}, (
         f"the broker lists {mine} for the consumer of worker {name}; as the task began, it listed "
@@ -342,11 +347,10 @@ def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
                    f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}")
     except TimeoutError:
         # What happened to it instead, in words of its own (a finding pins them).
-        counts = exact_counts(broker, vhost, queue_spec.name)
         raise AssertionError(
             f"{poison!r} was tried {worker.received().count(poison)} time(s), and after {DEADLINE} s is not in "
             f"the dead-letter queue {queue_spec.dead_letter!r} nor tried again; {queue_spec.name!r} holds "
-            + ("no such queue" if counts is None else "ready {}, unacked {}, consumers {}".format(*counts))) from None
+            f"{queue_holds(broker, vhost, queue_spec.name)}") from None
     tries = worker.received().count(poison)
     assert tries <= too_many, f"{poison!r} was tried {tries} times and not dead-lettered: it loops"
     worker.wait_for(lambda _l: set(good) <= set(worker.finished()), DEADLINE, f"{good!r} done")
@@ -362,11 +366,9 @@ def _(broker, vhost, queue_spec, workers, name):
         worker.wait_for(lambda _l: (LONG_TASK, True) in worker.deliveries(), DEADLINE,
                         "the long task, redelivered")
     except TimeoutError:
-        counts = exact_counts(broker, vhost, queue_spec.name)
         raise AssertionError(
             f"{name} was given {len(worker.deliveries())} task(s) in {DEADLINE} s, not the long task again; "
-            f"{queue_spec.name!r} holds "
-            + ("no such queue" if counts is None else "ready {}, unacked {}, consumers {}".format(*counts))) from None
+            f"{queue_spec.name!r} holds {queue_holds(broker, vhost, queue_spec.name)}") from None
     worker.wait_done(1, DEADLINE)
     assert worker.deliveries() == [(LONG_TASK, True)]
 

@@ -22,11 +22,9 @@ def connection_name(name=None):
     return f"workqueue worker {name}" if name else "workqueue worker"
 
 
-def announced(say, work, report=None):
+def announced(say, work, report):
     """A handler printing the tutorial's lines around ``work(delivery)``; ``report(event, **fields)``
-    (with --events) records the same as JSON lines."""
-    report = report or (lambda event, **fields: None)
-
+    records the same (as JSON lines, with --events)."""
     def handle(delivery):
         suffix = " (redelivered)" if delivery.redelivered else ""
         # A body that is not UTF-8 text goes as its Python repr (body_repr: b'...').
@@ -37,6 +35,10 @@ def announced(say, work, report=None):
         say(" [x] Done")
         report("done", **body)
     return handle
+
+
+def unreported(event, **fields):
+    """``report`` without --events: the events are printed only."""
 
 
 def events_file(path):
@@ -95,7 +97,7 @@ def main(argv=None):
 
     work = load_work(args.handler) if args.handler else tutorial_work(args.seconds_per_dot, args.max_seconds)
     try:
-        report = events_file(args.events) if args.events else (lambda event, **fields: None)
+        report = events_file(args.events) if args.events else unreported
     except OSError as exc:
         p.error(f"--events: cannot open {args.events}: {exc.strerror}")
     handler = announced(say, work, report)

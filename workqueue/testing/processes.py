@@ -202,21 +202,19 @@ class WorkerProcess:
         self.errors: list[str] = []         # stderr (empty with ``output``)
         self._cond = threading.Condition()
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
-        # Another implementation (``command``): its own program, in a process group of its own
-        # (a kill or a freeze reaches its children too), stdin an open pipe, and its events read
-        # from the file ``events`` (JSON lines) rather than from what it prints.
+        # Every worker's events are read from the file ``events`` (JSON lines), not from what it
+        # prints: the project's worker writes one given with --events (a soak's, writing to
+        # ``output``, has none). Another implementation (``command``): its own program, in a
+        # process group of its own (a kill or a freeze reaches its children too), stdin a pipe.
+        if command is None and events is None and output is None:
+            fd, events = tempfile.mkstemp(prefix=f"events-workqueue-{name}-", suffix=".jsonl")
+            os.close(fd)
         self.events_path = events
         self.group = command is not None
         # An implementation that does not report "consuming": how many consumers the broker
         # lists for it instead (set by whoever starts it).
         self.consuming_probe: Callable[[], int] | None = None
         if command is None:
-            # The project's worker reports through the same contract as any other: its events
-            # file (--events), not its printed lines (a soak's, writing to ``output``, prints).
-            if events is None and output is None:
-                fd, events = tempfile.mkstemp(prefix=f"events-workqueue-{name}-", suffix=".jsonl")
-                os.close(fd)
-                self.events_path = events
             command = [sys.executable, "-u", "-m", "workqueue.worker", *options,
                        *(["--events", events] if events is not None else [])]
             env = child_env({**(env or {}), "WORKQUEUE_URL": url if isinstance(url, str) else " ".join(url),

@@ -80,8 +80,10 @@ soak: venv $(BIN)/.plot-installed rabbitmq
 # implementation is provisioned (packages, builds) on first use, into .conformance/.
 IMPL ?= all
 IMPL_FILE ?=
+# It is the kit's command (workqueue-conformance, as `pip install 'workqueue[conformance]'` gives
+# it to other projects) on the project's own manifest.
 conformance: venv rabbitmq
-	$(BIN)/python -m conformance --broker=$(if $(filter container,$(BROKER)),container,node) --impl $(IMPL) \
+	$(BIN)/workqueue-conformance --broker=$(if $(filter container,$(BROKER)),container,node) --impl $(IMPL) \
 	  $(if $(IMPL_FILE),--impl-file $(IMPL_FILE)) --jobs $(JOBS)
 
 # The mutants run on the node backend unless BROKER names the container one.

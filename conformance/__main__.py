@@ -4,13 +4,21 @@
     python -m conformance --impl celery-reliable,go-amqp091
     python -m conformance --impl-file ../my-worker/manifest.toml --impl my-worker
     python -m conformance --list
+    workqueue-conformance --manifest manifest.toml [--impl ID,...] [--broker node|container|url] [--url URL]
+
+``workqueue-conformance`` is this runner installed as a kit (``pip install 'workqueue[conformance]'``,
+workqueue/kit.py): with ``--manifest`` it runs that manifest's implementations only, from any
+directory.
 
 Each implementation is provisioned first (once per change), then one pytest run drives the
-scenarios tagged @conformance against each, on one broker per test process. Reports go to
-REPORTS (default reports/conformance/runs/<time>-<backend>/, a new directory each run; a run of
-every implementation and scenario is also reports/conformance/<backend>, a link that make docs
-reads): results.json (every cell), one <id>.json per implementation, table.md. Exit codes: 0
-every cell passed, failed as expected, or is not applicable; 1 some cell failed, or the
+scenarios tagged @conformance against each, on one broker per test process (with ``--broker
+url``, on the broker at ``--url``: the scenarios that must stop or configure a broker are then
+not run, and the run exits 1). Reports go to REPORTS (default reports/conformance/runs/<time>-
+<backend>/ under the directory the run starts from, a new directory each run; a run of every
+implementation and scenario of the project's manifest is also reports/conformance/<backend>, a
+link that make docs reads): results.json (every cell), one <id>.json per implementation,
+table.md, junit.xml. Worker builds go to .conformance/<id>/ there too. Exit codes: 0 every cell
+passed, failed as expected, or is not applicable; 1 some cell failed or was not run, or the
 selection gave a chosen implementation no cell; 2 bad usage or a bad manifest (one line says
 which); 3 an implementation could not be provisioned.
 """
@@ -137,12 +145,17 @@ def run_directory(root, backend, full, stamp):
     return target
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n")[0])
+def main(argv=None, prog="python -m conformance"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--manifest", action="append", default=[], metavar="PATH",
+                        help="the manifest whose implementations to run (repeatable; default: the project's own)")
     parser.add_argument("--impl", default="all", help="comma-separated ids, or 'all' (default)")
     parser.add_argument("--impl-file", action="append", default=[], metavar="PATH",
                         help="a manifest of your own implementations (repeatable)")
-    parser.add_argument("--broker", default="node", choices=["node", "container", "auto"])
+    parser.add_argument("--broker", default="node", choices=["node", "container", "auto", "url"])
+    parser.add_argument("--url", default=None,
+                        help="with --broker url: the broker's amqp:// URL, of a user with the administrator tag "
+                             "(default: env WORKQUEUE_BROKER_URL)")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) * 3),
                         help="test processes, each with its own broker (default: 3 per core)")
     parser.add_argument("--reports", default=None, help="directory of the reports")
@@ -151,13 +164,20 @@ def main(argv=None):
                         help="list the scenarios run on each worker (steps, needs, pace, deadlines) and exit")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
+    url = args.url or os.environ.get("WORKQUEUE_BROKER_URL")
+    if args.broker == "url" and not url:
+        print(f"{prog}: --broker url needs --url amqp://USER:PASSWORD@HOST:PORT/ (or WORKQUEUE_BROKER_URL)",
+              file=sys.stderr)
+        return 2
     try:
-        known = manifest.load(manifest.BUILTIN)
+        known = []
+        for path in args.manifest or [manifest.BUILTIN]:
+            known += manifest.load(path)
         for path in args.impl_file:
             known += manifest.load(path)
         chosen = [] if args.list else manifest.select(known, args.impl)
     except manifest.ManifestError as exc:
-        print(f"conformance: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     if args.scenarios:
         print(scenarios_text())
@@ -171,25 +191,31 @@ def main(argv=None):
         try:
             took = provision(impl, log=lambda line: print(line, flush=True))
         except ProvisionError as exc:
-            print(f"conformance: cannot provision {exc}", file=sys.stderr)
+            print(f"{prog}: cannot provision {exc}", file=sys.stderr)
             return 3
         if took is not None:
             print(f"provisioned {impl.id} in {took:.0f} s", flush=True)
-    full = args.impl == "all" and not args.impl_file and not args.pytest_args
-    reports = pathlib.Path(args.reports) if args.reports else run_directory(
-        ROOT / "reports" / "conformance", args.broker, full, time.strftime("%Y%m%d-%H%M%S"))
-    print(f"conformance: reports go to {reports}", flush=True)
+    full = args.impl == "all" and not args.impl_file and not args.manifest and not args.pytest_args
+    reports = pathlib.Path(args.reports).resolve() if args.reports else run_directory(
+        pathlib.Path.cwd() / "reports" / "conformance", args.broker, full, time.strftime("%Y%m%d-%H%M%S"))
+    print(f"{prog}: reports go to {reports}", flush=True)
     reports.mkdir(parents=True, exist_ok=True)
     results_path = reports / "results.json"
     results_path.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "-m", "conformance",
                f"--broker={args.broker}", "--impl", ",".join(ids), f"--conformance-results={results_path}",
                "-n", str(args.jobs), "--dist", "loadgroup", "-p", "no:cacheprovider",
-               f"--junitxml={reports / 'junit.xml'}", *[f"--impl-file={p}" for p in args.impl_file],
-               *args.pytest_args]
-    run = subprocess.run(command, cwd=ROOT)
+               f"--junitxml={reports / 'junit.xml'}",
+               *[f"--manifest={pathlib.Path(p).resolve()}" for p in args.manifest],
+               *[f"--impl-file={pathlib.Path(p).resolve()}" for p in args.impl_file], *args.pytest_args]
+    # The workers' builds (.conformance/) belong to the starting directory; the URL (it holds a
+    # password) goes by the environment, never on a command line.
+    env = {**os.environ, "WORKQUEUE_CONFORMANCE_HOME": str(pathlib.Path.cwd() / ".conformance")}
+    if args.broker == "url" and url:
+        env["WORKQUEUE_BROKER_URL"] = url
+    run = subprocess.run(command, cwd=ROOT, env=env)
     if not results_path.exists():
-        print(f"conformance: the run wrote no results (pytest exited {run.returncode})", file=sys.stderr)
+        print(f"{prog}: the run wrote no results (pytest exited {run.returncode})", file=sys.stderr)
         return 1 if run.returncode == 1 else 2
     results = json.loads(results_path.read_text())
     for impl in results["implementations"]:
@@ -201,11 +227,11 @@ def main(argv=None):
     print(text)
     failed = any(c["outcome"] in ("failed", "skipped") for c in results["cells"])
     if not results["cells"]:
-        print("conformance: the selection ran no scenario: no cell for any implementation", file=sys.stderr)
+        print(f"{prog}: the selection ran no scenario: no cell for any implementation", file=sys.stderr)
         return 1
     missing = sorted({i["id"] for i in results["implementations"]} - {c["implementation"] for c in results["cells"]})
     if missing:
-        print(f"conformance: no cell for {', '.join(missing)}", file=sys.stderr)
+        print(f"{prog}: no cell for {', '.join(missing)}", file=sys.stderr)
         return 1
     return 1 if failed or run.returncode != 0 else 0
 

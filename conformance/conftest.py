@@ -1,6 +1,6 @@
 """The conformance suite's options and its record of each cell (implementation x scenario).
 
-    pytest conformance -m conformance --impl reference,pika-blocking [--impl-file my.toml]
+    pytest conformance -m conformance --impl reference,pika-blocking [--manifest my.toml] [--impl-file my.toml]
 
 ``--conformance-results=FILE`` writes one JSON record per scenario and implementation: its
 outcome, and for an expected failure or a scenario not applicable the reason (read by
@@ -24,6 +24,8 @@ def pytest_addoption(parser):
     group = parser.getgroup("conformance", "the conformance suite (docs/conformance.md)")
     group.addoption("--impl", default="all",
                     help="implementations to run, comma-separated ids, or 'all' (default)")
+    group.addoption("--manifest", action="append", default=[],
+                    help="the manifest whose implementations to run (repeatable; default: the project's own)")
     group.addoption("--impl-file", action="append", default=[],
                     help="a manifest of implementations of your own (repeatable); its ids join the project's")
     group.addoption("--conformance-results", default=None, help="write each cell's outcome to this JSON file")
@@ -33,7 +35,9 @@ def implementations(config):
     """The implementations asked for, in manifest order: the project's, then the files'."""
     if _IMPLS not in config.stash:
         try:
-            known = manifest.load(manifest.BUILTIN)
+            known = []
+            for path in config.getoption("manifest") or [manifest.BUILTIN]:
+                known += manifest.load(path)
             for path in config.getoption("impl_file"):
                 known += manifest.load(path)
             chosen = manifest.select(known, config.getoption("impl"))

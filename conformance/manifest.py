@@ -7,6 +7,7 @@ a mistake in it is a ``ManifestError`` whose one line names the entry and the ke
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import re
 import sys
@@ -249,12 +250,13 @@ def select(known: list[Implementation], wanted: str) -> list[Implementation]:
 
 #: The project's own manifest, with the reference worker and the implementations it ships.
 BUILTIN = pathlib.Path(__file__).resolve().parent / "implementations.toml"
-HOME = pathlib.Path(__file__).resolve().parent.parent / ".conformance"
 
 
 def home(impl: Implementation) -> pathlib.Path:
-    """Where an implementation's toolchain and build live (ignored by git)."""
-    return HOME / impl.id
+    """Where an implementation's toolchain and build live: .conformance/<id>/ in the directory
+    the run started from (the runner passes it on as WORKQUEUE_CONFORMANCE_HOME; ignored by git)."""
+    base = os.environ.get("WORKQUEUE_CONFORMANCE_HOME") or str(pathlib.Path.cwd() / ".conformance")
+    return pathlib.Path(base) / impl.id
 
 
 def fill(template: str, impl: Implementation) -> str:

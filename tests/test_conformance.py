@@ -1,9 +1,14 @@
-"""The conformance suite from the outside: a worker written elsewhere, following only the
-contract (docs/conformance.md), is run by its manifest's path, with no change to the project.
+"""The conformance kit from the outside, as a new user meets it: ``pip install
+'workqueue[conformance]'`` into a fresh virtualenv, then ``workqueue-conformance --manifest`` from
+a project directory of its own (no checkout of this one), on a worker written there that
+follows only the contract (docs/conformance.md).
 
-One run of `python -m conformance` on a broker of its own (one boot), two scenarios."""
+One virtualenv for the module; one run of the kit on a broker of its own (one boot), two
+scenarios."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,6 +16,10 @@ import textwrap
 import pytest
 
 from docs.__main__ import ROOT
+
+#: One virtualenv for the module: in a parallel run its tests stay on one process.
+pytestmark = pytest.mark.xdist_group("conformance-kit")
+
 
 WORKER = '''
 import json, os, time
@@ -54,20 +63,48 @@ error = 'exited with code -15 \\(SIGTERM\\), without a stack trace, having finis
 '''
 
 
-def test_a_worker_from_outside_runs_by_its_manifest_path(tmp_path, request):
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """(the venv's bin directory with ``pip install '<this project>[conformance]'``, its
+    environment, a scratch project directory outside the repository)."""
+    base = tmp_path_factory.mktemp("conformance-kit")
+    source = base / "source"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              f"{source}[conformance]"], capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-2000:]
+    shutil.rmtree(source)                        # nothing of the checkout is left to lean on
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "WORKQUEUE_BROKER_URL")}
+    project = base / "my-worker"
+    project.mkdir()
+    return venv / "bin", env, project
+
+
+def test_a_worker_from_outside_runs_by_its_manifest_alone(kit, request):
     if request.config.getoption("broker") == "url":
-        pytest.skip("the conformance runner starts throwaway brokers of its own (--broker=node or "
-                    "--broker=container), which --broker=url cannot give it")
-    (tmp_path / "worker.py").write_text(textwrap.dedent(WORKER))
-    (tmp_path / "manifest.toml").write_text(MANIFEST)
-    reports = tmp_path / "reports"
+        pytest.skip("this run starts a throwaway broker of its own (--broker=node or --broker=container), "
+                    "which --broker=url cannot give it")
+    bin_dir, env, project = kit
+    (project / "worker.py").write_text(textwrap.dedent(WORKER))
+    (project / "manifest.toml").write_text(MANIFEST)
     run = subprocess.run(
-        [sys.executable, "-m", "conformance", "--impl-file", str(tmp_path / "manifest.toml"), "--impl", "outside",
-         f"--broker={request.config.getoption('broker')}", "--jobs", "1", "--reports", str(reports),
+        [str(bin_dir / "workqueue-conformance"), "--manifest", "manifest.toml", "--impl", "outside",
+         f"--broker={request.config.getoption('broker')}", "--jobs", "1",
          "--", "-k", "two_workers_share_five_tasks or sigterm_during_a_task"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=project, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    runs = list((project / "reports" / "conformance" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    reports = runs[0]
     results = json.loads((reports / "results.json").read_text())
+    assert [i["id"] for i in results["implementations"]] == ["outside"], results["implementations"]
     cells = {c["scenario"]: (c["outcome"], c["finding"], c["symptom"]) for c in results["cells"]}
     assert cells == {
         "Two workers share five tasks": ("passed", None, None),
@@ -77,4 +114,19 @@ def test_a_worker_from_outside_runs_by_its_manifest_path(tmp_path, request):
     assert "| Each task goes to the next waiting worker in turn | ✔ |" in run.stdout, run.stdout[-2000:]
     assert ('- ⚠ outside: SIGTERM during a task [sigterm-default-action]: Then "alice" finishes the long task '
             'and exits with code 0, without a traceback: alice exited with code -15 (SIGTERM)') in run.stdout
-    assert (reports / "outside.json").exists() and (reports / "table.md").exists()
+    assert {p.name for p in reports.iterdir()} >= {"results.json", "outside.json", "table.md", "junit.xml"}
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--manifest", "nowhere.toml"], "nowhere.toml"),
+    (["--manifest", "manifest.toml", "--impl", "nobody"], "no implementation 'nobody'"),
+    (["--broker", "url"], "--broker url needs --url"),
+])
+def test_the_kit_refuses_bad_usage_in_one_line_with_exit_2(kit, tmp_path, args, says):
+    bin_dir, env, _project = kit
+    (tmp_path / "manifest.toml").write_text(MANIFEST)
+    run = subprocess.run([str(bin_dir / "workqueue-conformance"), *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert (run.returncode, len(lines)) == (2, 1) and says in lines[0], (run.returncode, run.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.toml"]       # no reports, no builds

@@ -109,3 +109,12 @@ def test_a_tool_that_needs_the_test_extra_says_so_in_one_line(plain, module):
     assert result.returncode == 2, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'workqueue[test]'" in lines[0], lines
+
+
+def test_the_conformance_kit_without_its_extra_says_so_in_one_line(plain):
+    python, env, cwd = plain
+    command = os.path.join(os.path.dirname(python), "workqueue-conformance")
+    result = subprocess.run([command, "--list"], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert (result.returncode, len(lines)) == (2, 1), (result.returncode, result.stderr)
+    assert "pip install 'workqueue[conformance]'" in lines[0], lines

@@ -4,7 +4,16 @@ worker (``--impl``, from the project's manifest or ``--impl-file``). See docs/co
 import pytest
 from pytest_bdd import scenarios
 
+from steps.broker import scenario_broker
+
 scenarios("dispatch", "reliability", "production")
+
+
+@pytest.fixture
+def broker(broker, request):
+    """The session's broker; for a scenario tagged @own_broker (the consumer timeout's), the
+    broker of its own (steps/broker.py)."""
+    return scenario_broker(request, broker)
 
 
 @pytest.fixture(autouse=True)

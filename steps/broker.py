@@ -147,6 +147,15 @@ def own_broker(broker_backend):
         configured.close()
 
 
+def scenario_broker(request, broker):
+    """The ``broker`` of a scenario: the session's, or for a scenario tagged @own_broker the
+    broker of its own (``own_broker``). A test module whose scenarios include @own_broker ones
+    overrides its ``broker`` fixture with this."""
+    if request.node.get_closest_marker("own_broker") is None:
+        return broker
+    return request.getfixturevalue("own_broker")
+
+
 def own(broker):
     assert getattr(broker, "consumer_timeout", None) == OWN_BROKER_CONSUMER_TIMEOUT, (
         "this step needs the broker of its own: tag the feature @own_broker")

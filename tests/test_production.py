@@ -4,14 +4,14 @@ consumer timeouts, full queues, resource alarms, tasks that kill their worker.""
 import pytest
 from pytest_bdd import scenarios
 
+from steps.broker import scenario_broker
+
 
 @pytest.fixture
 def broker(broker, request):
     """The session's broker; for a scenario tagged @own_broker, the broker of its own
     (steps/broker.py's ``own_broker``): a short consumer timeout, alarms that block nobody else."""
-    if request.node.get_closest_marker("own_broker") is None:
-        return broker
-    return request.getfixturevalue("own_broker")
+    return scenario_broker(request, broker)
 
 
 scenarios("production")

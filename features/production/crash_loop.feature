@@ -9,6 +9,7 @@ Feature: A task that kills its worker
   counts a task that comes back unacknowledged as a try before it runs it again, on either
   queue type: such a task is run as often as the limit says, then dead-lettered.
 
+  @conformance
   Rule: With a delivery limit, a task that keeps killing its workers is dead-lettered
 
     Scenario Outline: A task kills each worker that runs it, on a <type> queue
@@ -23,7 +24,7 @@ Feature: A task that kills its worker
         | classic |
         | quorum  |
 
-  @contrast
+  @contrast @conformance
   Rule: Without a delivery limit, a classic queue gives such a task to one worker after another
 
     Scenario: A task kills each worker that runs it, on a classic queue without a delivery limit

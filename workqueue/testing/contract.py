@@ -32,6 +32,8 @@ CAPABILITIES = {
     "several_urls": "several broker URLs (WORKER_URL, space-separated), tried in turn",
     "redelivered": "reports the redelivered flag of each task",
     "fail_on": "fails the tasks that mention WORKER_FAIL_ON",
+    "crash_on": "dies, as a crash would (SIGKILL of its own process, or an abort), on a task that mentions "
+                "WORKER_CRASH_ON",
     "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE)",
     "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER)",
 }
@@ -57,8 +59,9 @@ OPTIONS = {
     "--delivery-limit": ("WORKER_DELIVERY_LIMIT", None),
     "--dead-letter": ("WORKER_DEAD_LETTER", "dead_letter"),
 }
-#: Handlers of the project's worker -> the contract's WORKER_FAIL_ON.
-FAIL_ON = {"workqueue.testing.handlers:fail_on_poison": "poison"}
+#: Handlers of the project's worker -> (the contract's variable, its value, the capability).
+HANDLERS = {"workqueue.testing.handlers:fail_on_poison": ("WORKER_FAIL_ON", "poison", "fail_on"),
+            "workqueue.testing.handlers:die_on_crash": ("WORKER_CRASH_ON", "crash", "crash_on")}
 #: Options of the project's worker with no equivalent in the contract: only it has them.
 ONLY_THE_REFERENCE = {
     "--auto-ack": "automatic acknowledgment (a contrast of the project's own worker)",
@@ -66,7 +69,7 @@ ONLY_THE_REFERENCE = {
     "--transient": "a transient queue",
 }
 #: Every variable of the contract (a worker never sees the user's own).
-VARIABLES = ("WORKER_URL", "WORKER_EVENTS", "WORKER_FAIL_ON", "WORKER_CONNECTION_NAME",
+VARIABLES = ("WORKER_URL", "WORKER_EVENTS", "WORKER_FAIL_ON", "WORKER_CRASH_ON", "WORKER_CONNECTION_NAME",
              *sorted({variable for variable, _ in OPTIONS.values()}))
 
 
@@ -84,11 +87,12 @@ def worker_environment(impl: Any, url: str | Sequence[str], options: Sequence[st
             raise NotApplicable(f"not applicable: {impl.id} has no {ONLY_THE_REFERENCE[option]}")
         if option == "--handler":
             handler = args.pop(0)
-            if handler not in FAIL_ON:
+            if handler not in HANDLERS:
                 raise NotApplicable(f"not applicable: the contract has no handler {handler}")
-            if why := impl.lacks("fail_on"):
+            handler_variable, handler_value, handler_needs = HANDLERS[handler]
+            if why := impl.lacks(handler_needs):
                 raise NotApplicable(why)
-            env["WORKER_FAIL_ON"] = FAIL_ON[handler]
+            env[handler_variable] = handler_value
             continue
         if option not in OPTIONS:
             raise NotApplicable(f"not applicable: the contract has no equivalent of {option}")

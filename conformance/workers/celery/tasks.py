@@ -9,6 +9,7 @@ implementations' one consumer. Contract: docs/conformance.md.
 
 import json
 import os
+import signal
 import time
 
 from celery import Celery, signals
@@ -42,6 +43,7 @@ if env.get("WORKER_PREFETCH"):
 
 SECONDS_PER_DOT = float(env.get("WORKER_SECONDS_PER_DOT", "1"))
 FAIL_ON = env.get("WORKER_FAIL_ON")
+CRASH_ON = env.get("WORKER_CRASH_ON")
 
 
 def event(kind, **fields):
@@ -59,6 +61,8 @@ def consuming(**_):
 def work(self, task):
     print(f" [x] Received {task}", flush=True)
     event("received", body=task, redelivered=bool((self.request.delivery_info or {}).get("redelivered")))
+    if CRASH_ON and CRASH_ON in task:
+        os.kill(os.getpid(), signal.SIGKILL)     # the process running the task, as a segfault would
     if FAIL_ON and FAIL_ON in task:
         raise RuntimeError(f"{task!r} mentions {FAIL_ON!r}")
     time.sleep(task.count(".") * SECONDS_PER_DOT)

@@ -8,6 +8,7 @@ Dramatiq declares its queue its own way (a dead-letter queue <queue>.XQ, a delay
 
 import json
 import os
+import signal
 import time
 
 import dramatiq
@@ -26,10 +27,7 @@ def event(kind, **fields):
 
 
 class Report(Middleware):
-    """The contract's events: consuming once the worker has booted, received with the flag."""
-
-    def after_worker_boot(self, broker, worker):
-        event("consuming")
+    """The contract's event received, with the flag."""
 
     def before_process_message(self, broker, message):
         task = message.args[0] if message.args else ""
@@ -37,17 +35,32 @@ class Report(Middleware):
         event("received", body=task, redelivered=bool(getattr(message, "redelivered", False)))
 
 
-broker = RabbitmqBroker(url=url, confirm_delivery=True)
+class ReportingBroker(RabbitmqBroker):
+    """The contract's event consuming, each time dramatiq's consumer thread (re)starts consuming
+    the task queue: dramatiq makes a new consumer after a lost connection or channel ("Restarting
+    consumer in 3.00 seconds"), and no middleware hook tells of it."""
+
+    def consume(self, queue_name, prefetch=1, timeout=5000):
+        consumer = super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+        if queue_name == env.get("WORKER_QUEUE", "task_queue"):
+            event("consuming")
+        return consumer
+
+
+broker = ReportingBroker(url=url, confirm_delivery=True)
 broker.parameters.client_properties = {"connection_name": env.get("WORKER_CONNECTION_NAME", "dramatiq worker")}
 broker.add_middleware(Report())
 dramatiq.set_broker(broker)
 
 SECONDS_PER_DOT = float(env.get("WORKER_SECONDS_PER_DOT", "1"))
 FAIL_ON = env.get("WORKER_FAIL_ON")
+CRASH_ON = env.get("WORKER_CRASH_ON")
 
 
 @dramatiq.actor(queue_name=env.get("WORKER_QUEUE", "task_queue"), actor_name="work")
 def work(task):
+    if CRASH_ON and CRASH_ON in task:
+        os.kill(os.getpid(), signal.SIGKILL)     # the process running the task, as a segfault would
     if FAIL_ON and FAIL_ON in task:
         raise RuntimeError(f"{task!r} mentions {FAIL_ON!r}")
     time.sleep(task.count(".") * SECONDS_PER_DOT)

@@ -79,6 +79,7 @@ func main() {
 	}
 	secondsPerDot, _ := strconv.ParseFloat(os.Getenv("WORKER_SECONDS_PER_DOT"), 64)
 	failOn := os.Getenv("WORKER_FAIL_ON")
+	crashOn := os.Getenv("WORKER_CRASH_ON")
 
 	msgs, err := ch.Consume(q.Name, "", false, false, false, false, nil)
 	failOnError(err, "Failed to register a consumer")
@@ -91,6 +92,9 @@ func main() {
 			task := string(d.Body)
 			log.Printf(" [x] Received %s", task)
 			event("received", map[string]any{"body": task, "redelivered": d.Redelivered})
+			if crashOn != "" && strings.Contains(task, crashOn) {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL) // as a segfault or the OOM killer would
+			}
 			if failOn != "" && strings.Contains(task, failOn) {
 				log.Printf(" [!] Failed %s", task)
 				d.Nack(false, true)

@@ -29,11 +29,15 @@ async function main() {
   if (prefetch) await channel.prefetch(prefetch);
   const secondsPerDot = Number(env.WORKER_SECONDS_PER_DOT || '1');
   const failOn = env.WORKER_FAIL_ON;
+  const crashOn = env.WORKER_CRASH_ON;
 
   await channel.consume(queue, (msg) => {
     const task = msg.content.toString();
     console.log(' [x] Received %s', task);
     event('received', { body: task, redelivered: msg.fields.redelivered });
+    if (crashOn && task.includes(crashOn)) {
+      process.kill(process.pid, 'SIGKILL');      // as a segfault or the OOM killer would
+    }
     if (failOn && task.includes(failOn)) {
       console.log(' [!] Failed %s', task);
       channel.nack(msg, false, true);

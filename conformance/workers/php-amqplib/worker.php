@@ -58,11 +58,15 @@ if ($prefetch > 0) {
 }
 $secondsPerDot = (float) env_or('WORKER_SECONDS_PER_DOT', '1');
 $failOn = env_or('WORKER_FAIL_ON', null);
+$crashOn = env_or('WORKER_CRASH_ON', null);
 
-$callback = function ($msg) use ($events, $secondsPerDot, $failOn) {
+$callback = function ($msg) use ($events, $secondsPerDot, $failOn, $crashOn) {
     $task = $msg->getBody();
     echo ' [x] Received ', $task, "\n";
     event($events, ['event' => 'received', 'body' => $task, 'redelivered' => (bool) $msg->isRedelivered()]);
+    if ($crashOn !== null && str_contains($task, $crashOn)) {
+        posix_kill(getmypid(), 9);                // SIGKILL, as a segfault or the OOM killer would
+    }
     if ($failOn !== null && str_contains($task, $failOn)) {
         echo ' [!] Failed ', $task, "\n";
         $msg->nack(true);

@@ -6,6 +6,7 @@ Contract: docs/conformance.md (environment WORKER_*, events as JSON lines in WOR
 
 import json
 import os
+import signal
 import time
 
 import pika
@@ -41,12 +42,15 @@ if prefetch:
     channel.basic_qos(prefetch_count=prefetch)
 seconds_per_dot = float(env.get("WORKER_SECONDS_PER_DOT", "1"))
 fail_on = env.get("WORKER_FAIL_ON")
+crash_on = env.get("WORKER_CRASH_ON")
 
 
 def callback(ch, method, properties, body):
     task = body.decode()
     print(f" [x] Received {task}", flush=True)
     event("received", body=task, redelivered=method.redelivered)
+    if crash_on and crash_on in task:
+        os.kill(os.getpid(), signal.SIGKILL)            # as a segfault or the OOM killer would
     if fail_on and fail_on in task:
         print(f" [!] Failed {task}: it mentions {fail_on!r}", flush=True)
         ch.basic_nack(delivery_tag=method.delivery_tag, requeue=True)

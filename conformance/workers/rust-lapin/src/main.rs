@@ -73,6 +73,7 @@ async fn main() {
     }
     let seconds_per_dot: f64 = var("WORKER_SECONDS_PER_DOT").map(|s| s.parse().expect("seconds")).unwrap_or(1.0);
     let fail_on = var("WORKER_FAIL_ON");
+    let crash_on = var("WORKER_CRASH_ON");
 
     let mut consumer = channel
         .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
@@ -87,6 +88,9 @@ async fn main() {
         println!(" [x] Received {task}");
         events.write(format!("{{\"event\": \"received\", \"body\": {}, \"redelivered\": {}}}",
                              quote(&task), delivery.redelivered));
+        if crash_on.as_deref().is_some_and(|c| task.contains(c)) {
+            std::process::abort(); // SIGABRT: a crash, no cleanup
+        }
         if fail_on.as_deref().is_some_and(|f| task.contains(f)) {
             println!(" [!] Failed {task}");
             delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.expect("nack");

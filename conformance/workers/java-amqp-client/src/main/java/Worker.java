@@ -65,6 +65,7 @@ public class Worker {
     if (prefetch > 0) channel.basicQos(prefetch);
     double secondsPerDot = Double.parseDouble(env("WORKER_SECONDS_PER_DOT", "1"));
     String failOn = env("WORKER_FAIL_ON", null);
+    String crashOn = env("WORKER_CRASH_ON", null);
 
     DeliverCallback deliverCallback = (consumerTag, delivery) -> {
       String task = new String(delivery.getBody(), StandardCharsets.UTF_8);
@@ -72,6 +73,14 @@ public class Worker {
       event("{\"event\": \"received\", \"body\": " + quote(task) + ", \"redelivered\": "
           + delivery.getEnvelope().isRedeliver() + "}");
       long tag = delivery.getEnvelope().getDeliveryTag();
+      if (crashOn != null && task.contains(crashOn)) {
+        // SIGKILL of this JVM, as a segfault or the OOM killer would (no shutdown hooks run)
+        try {
+          new ProcessBuilder("kill", "-9", String.valueOf(ProcessHandle.current().pid())).start().waitFor();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
       if (failOn != null && task.contains(failOn)) {
         System.out.println(" [!] Failed " + task);
         channel.basicNack(tag, false, true);

@@ -10,12 +10,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from docs.__main__ import ROOT
+from tests.installs import fresh_install
 
 #: One virtualenv for the module: in a parallel run its tests stay on one process.
 pytestmark = pytest.mark.xdist_group("conformance-kit")
@@ -68,23 +67,12 @@ def kit(tmp_path_factory):
     """(the venv's bin directory with ``pip install '<this project>[conformance]'``, its
     environment, a scratch project directory outside the repository)."""
     base = tmp_path_factory.mktemp("conformance-kit")
-    source = base / "source"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              f"{source}[conformance]"], capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, install.stderr[-2000:]
+    python, source = fresh_install(base, "conformance", timeout=900)
     shutil.rmtree(source)                        # nothing of the checkout is left to lean on
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "WORKQUEUE_BROKER_URL")}
     project = base / "my-worker"
     project.mkdir()
-    return venv / "bin", env, project
+    return python.parent, env, project
 
 
 def test_a_worker_from_outside_runs_by_its_manifest_alone(kit, request):

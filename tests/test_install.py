@@ -6,15 +6,13 @@ work; the tools that need the test extra say so in one line and exit 2.
 """
 
 import os
-import pathlib
-import shutil
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.installs import fresh_install
+
 #: One virtualenv for the module: in a parallel run its tests stay on one process.
 pytestmark = pytest.mark.xdist_group("plain-install")
 FORBIDDEN = ("pytest", "pytest_bdd", "pytest_rabbitmq", "mirakuru", "testcontainers", "docker", "dramatiq",
@@ -25,21 +23,9 @@ FORBIDDEN = ("pytest", "pytest_bdd", "pytest_rabbitmq", "mirakuru", "testcontain
 def plain(tmp_path_factory):
     """(python of a venv with ``pip install .`` and nothing else, its environment)."""
     base = tmp_path_factory.mktemp("plain-install")
-    source = base / "source"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
-                             capture_output=True, text=True, timeout=600)
-    assert install.returncode == 0, install.stderr[-2000:]
+    python, _source = fresh_install(base)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return python, env, base
+    return str(python), env, base
 
 
 def run(plain, *args, **kwargs):

@@ -158,9 +158,21 @@ def counts_said(counts):
     return "no such queue" if counts is None else "ready {}, unacked {}, consumers {}".format(*counts)
 
 
-def queue_holds(broker, vhost, name):
-    """What queue ``name`` holds now, in counts_said's words (exact_counts)."""
-    return counts_said(exact_counts(broker, vhost, name))
+def queue_holds(broker, vhost, name, patience=2 * HOLD_SECONDS):
+    """What queue ``name`` holds now, in counts_said's words (exact_counts). The management API's
+    sample lags the queue by up to a statistics interval or more on a busy machine: for up to
+    ``patience`` seconds wait for one that agrees, so that a finding pins the count, not the lag;
+    then "unknown" stands."""
+    seen = [None]
+
+    def known():
+        seen[0] = exact_counts(broker, vhost, name)
+        return seen[0] is None or seen[0][1] != "unknown"
+    try:
+        wait_until(known, patience, f"the management API to agree on queue {name!r}")
+    except TimeoutError:
+        pass                                                    # "unknown", said as such
+    return counts_said(seen[0])
 
 
 def _words(expected):

@@ -78,6 +78,7 @@ class Implementation:
     expected: tuple[Expected, ...] = ()
     reference: bool = False            # the project's own worker
     heartbeat: int = 1                 # the shortest heartbeat (s) it works with: "a short heartbeat"
+    dead_letter: str | None = None     # queue "own": the queue it dead-letters to ({queue}: the task queue)
 
     def fill(self, template: str) -> str:
         """{home}, {venv}, {dir} and {python} in one of its commands."""
@@ -192,6 +193,13 @@ def parse(data: dict[str, Any], base: pathlib.Path, source: str,
         directory = (base / raw.get("dir", ".")).resolve()
         if not directory.is_dir():
             raise _fail(f"{where}.dir", f"no such directory: {directory}")
+        dead_letter = raw.get("dead_letter")
+        if dead_letter is not None:
+            if queue != "own":
+                raise _fail(f"{where}.dead_letter", 'only a framework with a queue of its own (queue = "own") names '
+                                                    "its dead-letter queue; the contract's is WORKER_DEAD_LETTER")
+            if not isinstance(dead_letter, str) or not dead_letter.strip():
+                raise _fail(f"{where}.dead_letter", "must be a queue name ({queue}: the task queue's)")
         heartbeat = raw.get("heartbeat", 1)
         if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 1 <= heartbeat <= 60:
             raise _fail(f"{where}.heartbeat", "must be a whole number of seconds, 1 to 60")
@@ -203,7 +211,7 @@ def parse(data: dict[str, Any], base: pathlib.Path, source: str,
             capabilities=capabilities, events=events, queue=queue,
             send=None if send == "producer" else _strings(send, f"{where}.send"),
             install=install, expected=expected, reference=bool(raw.get("reference", False)),
-            heartbeat=heartbeat))
+            heartbeat=heartbeat, dead_letter=dead_letter))
     return out
 
 

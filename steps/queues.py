@@ -1,5 +1,6 @@
 """Queues: declarations, what they hold, and the status command's view of them."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,31 @@ from workqueue.testing.processes import child_env, note_crashes
 def queue_spec():
     """The scenario's task queue; a Given step may make it a quorum queue, add a limit..."""
     return QueueSpec()
+
+
+def dead_letter_queue(spec, impl):
+    """The queue ``impl`` (the worker under test; None: the project's) dead-letters ``spec``'s
+    tasks to: the scenario's, unless a framework that declares its queue its own way names its
+    own (its manifest's ``dead_letter``: dramatiq's is the queue's name and ".XQ")."""
+    own = getattr(impl, "dead_letter", None)
+    return own.replace("{queue}", spec.name) if spec.dead_letter and own else spec.dead_letter
+
+
+@pytest.fixture
+def framework_queue(broker, vhost, queue_spec, worker_under_test):
+    """For a framework that declares its queue its own way (queue profile "own"), the queue the
+    scenario asks for, set as an operator sets it for such a framework, before anything is
+    declared: a quorum queue by the virtual host's default queue type (the vhost, still empty,
+    is made again with it), a delivery limit by a policy. Its workers and its adapter need it."""
+    impl = worker_under_test
+    if impl is None or getattr(impl, "queue", "contract") != "own":
+        return
+    if queue_spec.queue_type == "quorum":
+        broker.management.delete_vhost(vhost)
+        broker.management.create_vhost(vhost, default_queue_type="quorum")
+    if queue_spec.delivery_limit is not None:
+        broker.management.set_policy(vhost, "delivery-limit", f"^{re.escape(queue_spec.name)}$",
+                                     {"delivery-limit": queue_spec.delivery_limit})
 
 
 def queue_options(spec):
@@ -266,8 +292,11 @@ DEATHS = {"rejected": "rejected", "dropped for the length limit": "maxlen"}
 
 @then(parsers.re(r'the dead-letter queue "(?P<name>[^"]+)" holds "(?P<task>[^"]+)", '
                  r'(?P<why>rejected|dropped for the length limit)$'))
-def _(broker, vhost, name, task, why):
-    """Exactly that one task, dead-lettered once, for that reason."""
+def _(broker, vhost, queue_spec, worker_under_test, name, task, why):
+    """Exactly that one task, dead-lettered once, for that reason (the queue named, or the one a
+    framework dead-letters to in its stead: dead_letter_queue)."""
+    if name == queue_spec.dead_letter:
+        name = dead_letter_queue(queue_spec, worker_under_test)
     wait_counts(broker, vhost, name, (1, 0, 0))
     held = held_tasks(broker, vhost, name)
     assert [body for body, _ in held] == [task], held

@@ -18,7 +18,7 @@ from workqueue.testing.processes import child_env, note_crashes
 
 
 @pytest.fixture
-def send(broker, vhost, queue_spec, declared, worker_under_test):
+def send(broker, vhost, queue_spec, declared, worker_under_test, framework_queue):
     """send(bodies, queue=<the scenario's>, persistent=True): publish and wait for the confirms
     (publish_many raises when one is missing). A worker under test with a message format of its
     own (a task framework) is sent its tasks through its adapter command."""

@@ -13,7 +13,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, WORKER_POOL, quoted
-from steps.queues import exact_counts, held_tasks, queue_holds, queue_options, wait_counts
+from steps.queues import dead_letter_queue, exact_counts, held_tasks, queue_holds, queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerDidNotStart, WorkerExited, WorkerPool
 from workqueue.worker import connection_name
@@ -55,7 +55,7 @@ def launcher(impl, broker, vhost):
 
 
 @pytest.fixture
-def workers(request, broker, vhost, amqp_url, queue_spec, declared, worker_under_test):
+def workers(request, broker, vhost, amqp_url, queue_spec, declared, worker_under_test, framework_queue):
     """The scenario's worker processes; any still running at the end are killed."""
     pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT),
                                                  *queue_options(queue_spec)],
@@ -334,22 +334,23 @@ def _(broker, workers, name, long_task):
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" tries "(?P<poison>[^"]+)" (?P<times>\d+) times and does (?P<tasks>.+)$'))
-def _(workers, broker, vhost, queue_spec, name, poison, times, tasks):
+def _(workers, broker, vhost, queue_spec, worker_under_test, name, poison, times, tasks):
     """The tries are counted once the task has left for the dead-letter queue (no try can follow),
     or once they are ten times too many (a queue without a limit loops for ever: no need to wait
     out the deadline to see that)."""
     worker = workers[name]
+    dead = dead_letter_queue(queue_spec, worker_under_test)
     good = quoted(tasks)
     too_many = 10 * int(times)
     try:
-        wait_until(lambda: broker.message_count(queue_spec.dead_letter, vhost)
+        wait_until(lambda: broker.message_count(dead, vhost)
                    or worker.received().count(poison) > too_many, DEADLINE,
-                   f"{poison!r} in the dead-letter queue {queue_spec.dead_letter!r}")
+                   f"{poison!r} in the dead-letter queue {dead!r}")
     except TimeoutError:
         # What happened to it instead, in words of its own (a finding pins them).
         raise AssertionError(
-            f"{poison!r} was tried {worker.received().count(poison)} time(s), and after {DEADLINE} s is not in "
-            f"the dead-letter queue {queue_spec.dead_letter!r} nor tried again; {queue_spec.name!r} holds "
+            f"{poison!r} was tried {worker.received().count(poison)} time(s) in {DEADLINE} s, and is not in "
+            f"the dead-letter queue {dead!r}; {queue_spec.name!r} holds "
             f"{queue_holds(broker, vhost, queue_spec.name)}") from None
     tries = worker.received().count(poison)
     assert tries <= too_many, f"{poison!r} was tried {tries} times and not dead-lettered: it loops"
@@ -575,7 +576,7 @@ def _(workers, restarting, name):
     return restarted
 
 
-def crash_loop_said(broker, vhost, queue_spec, restarted, task, deaths):
+def crash_loop_said(broker, vhost, queue_spec, restarted, task, deaths, dead=None):
     """What a crash loop has come to, in the words a finding pins: the deaths (``deaths``, as the
     step read them) and whether the restarts ran out, how often the task was received (a worker
     whose pool runs it again in a new child process dies less often than it receives it), any
@@ -584,16 +585,16 @@ def crash_loop_said(broker, vhost, queue_spec, restarted, task, deaths):
     received = sum(w.received().count(task) for w in restarted.incarnations)
     said = f"{task!r} killed {deaths} worker(s) in turn{bound}, received {received} time(s); " \
            f"{queue_spec.name!r} holds {queue_holds(broker, vhost, queue_spec.name)}"
-    if queue_spec.dead_letter:
-        said += f", {queue_spec.dead_letter!r} holds {queue_holds(broker, vhost, queue_spec.dead_letter)}"
+    if dead:
+        said += f", {dead!r} holds {queue_holds(broker, vhost, dead)}"
     return said + (f"; other exits: {restarted.errors}" if restarted.errors else "")
 
 
 @then(parsers.re(r'"(?P<task>[^"]+)" kills (?P<count>\d+) workers in turn, and the others do (?P<tasks>.+)$'))
-def _(broker, vhost, queue_spec, restarted, task, count, tasks):
+def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count, tasks):
     """Until the task is dead-lettered (then no worker can die of it any more) or the restarts
     run out: exactly ``count`` deaths, and the other tasks each done once."""
-    dead = queue_spec.dead_letter
+    dead = dead_letter_queue(queue_spec, worker_under_test)
 
     def dead_lettered():
         counts = exact_counts(broker, vhost, dead)
@@ -607,7 +608,7 @@ def _(broker, vhost, queue_spec, restarted, task, count, tasks):
     except TimeoutError:
         pass                                                    # described below
     deaths, errors, gone = restarted.deaths, list(restarted.errors), dead_lettered()
-    said = crash_loop_said(broker, vhost, queue_spec, restarted, task, deaths)
+    said = crash_loop_said(broker, vhost, queue_spec, restarted, task, deaths, dead)
     assert not errors and gone and deaths == int(count), said
     expected = quoted(tasks)
     wait_until(lambda: len(restarted.done) >= len(expected), DEADLINE, f"{expected} done")

@@ -110,8 +110,11 @@ class Management:
         self.request("DELETE", f"/api/connections/{_q(name)}")
 
     # -- vhosts and users -----------------------------------------------------------------
-    def create_vhost(self, vhost, user=None):
-        """Create ``vhost`` and give ``user`` (default: ours) full permissions on it.
+    def create_vhost(self, vhost, user=None, default_queue_type=None):
+        """Create ``vhost`` and give ``user`` (default: ours) full permissions on it; its queues
+        declared without a type are of ``default_queue_type`` when one is given (RabbitMQ 3.11+
+        reads ``default_queue_type``, 3.10 and later ``defaultqueuetype``: both are sent; a vhost
+        that exists keeps its type).
 
         The broker answers once the vhost runs on every node of its cluster; on a 3.10.8 cluster
         that had just formed, that once took over 10 s, and once was an HTTP 500 (CI on a clean
@@ -120,7 +123,9 @@ class Management:
         delay = 0.5
         while True:
             try:
-                self.request("PUT", f"/api/vhosts/{_q(vhost)}", {}, timeout=max(self.timeout, VHOST_SECONDS))
+                body = {"default_queue_type": default_queue_type,
+                        "defaultqueuetype": default_queue_type} if default_queue_type else {}
+                self.request("PUT", f"/api/vhosts/{_q(vhost)}", body, timeout=max(self.timeout, VHOST_SECONDS))
                 break
             except BrokerUnreachable as exc:
                 # 500: a node of a cluster that had just formed could not start the vhost yet
@@ -130,6 +135,12 @@ class Management:
                 time.sleep(delay)              # back-off between attempts, not a synchronisation
                 delay = min(2 * delay, 5.0)
         self.grant(vhost, user or self.username)
+
+    def set_policy(self, vhost, name, pattern, definition, apply_to="queues"):
+        """Policy ``name`` on ``vhost``: ``definition`` for the queues whose names match
+        ``pattern``."""
+        self.request("PUT", f"/api/policies/{_q(vhost)}/{_q(name)}",
+                     {"pattern": pattern, "definition": definition, "apply-to": apply_to, "priority": 0})
 
     def grant(self, vhost, user):
         """Full permissions for ``user`` on ``vhost``."""

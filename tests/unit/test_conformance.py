@@ -66,6 +66,8 @@ def test_a_manifest_entry_paths_start_at_the_manifest(tmp_path):
      "[findings].x.mechanism: is required"),
     (("command = [\"./worker\"]", "command = [\"./worker\"]\nheartbeat = 0"),
      "[mine].heartbeat: must be a whole number of seconds, 1 to 60"),
+    (("command = [\"./worker\"]", "command = [\"./worker\"]\ndead_letter = \"{queue}.XQ\""),
+     "[mine].dead_letter: only a framework with a queue of its own (queue = \"own\") names its dead-letter queue"),
 ])
 def test_a_bad_manifest_is_one_line_naming_the_entry_and_key(tmp_path, change, says):
     with pytest.raises(manifest.ManifestError) as error:
@@ -188,3 +190,14 @@ def test_each_run_has_a_directory_of_its_own_and_a_full_run_is_the_backends(tmp_
     assert (old / "results.json").read_text() == "{}"
     second = run_directory(root, "node", True, "20261206-020000")
     assert (root / "node").resolve() == second.resolve() and first.exists()
+
+
+def test_a_framework_with_a_queue_of_its_own_dead_letters_to_the_queue_its_manifest_names():
+    from steps.queues import dead_letter_queue
+    from workqueue import QueueSpec
+    by_id = {impl.id: impl for impl in manifest.load(manifest.BUILTIN)}
+    spec = QueueSpec(dead_letter="task_queue.dead")
+    assert dead_letter_queue(spec, by_id["dramatiq"]) == "task_queue.XQ"
+    assert dead_letter_queue(spec, by_id["go-amqp091"]) == "task_queue.dead"
+    assert dead_letter_queue(spec, None) == "task_queue.dead"
+    assert dead_letter_queue(QueueSpec(), by_id["dramatiq"]) is None

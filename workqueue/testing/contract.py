@@ -4,7 +4,8 @@ implementation through its environment, and what it reports back through its eve
 The specification's harness: the steps start every worker through it, and the conformance
 runner (conformance/) is one of its users; nothing here imports the runner. An implementation
 is anything with the attributes of conformance.manifest.Implementation that are used here
-(``id``, ``directory``, ``command``, ``send``, ``fill``, ``lacks``).
+(``id``, ``directory``, ``command``, ``send``, ``fill``, ``lacks``; the steps also read ``queue``
+and ``dead_letter``).
 
 The steps speak the project's worker's options (``--prefetch 1``, ``--heartbeat 1``...).
 ``worker_environment`` turns them into the contract's variables, and says which capability each
@@ -34,8 +35,10 @@ CAPABILITIES = {
     "fail_on": "fails the tasks that mention WORKER_FAIL_ON",
     "crash_on": "dies, as a crash would (SIGKILL of its own process, or an abort), on a task that mentions "
                 "WORKER_CRASH_ON",
-    "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE)",
-    "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER)",
+    "quorum": "declares and consumes a quorum queue (WORKER_QUEUE_TYPE; a framework with a queue of its own "
+              "gets one by its virtual host's default queue type)",
+    "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER; a framework with a queue "
+                   "of its own names its own in its manifest's dead_letter)",
 }
 #: Former capabilities, now behaviours every implementation is run for (a manifest naming one
 #: is refused, saying so).

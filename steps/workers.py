@@ -494,13 +494,15 @@ def _(workers, sent_tasks):
        target_fixture="long_task")
 def _(broker, vhost, queue_spec, workers, send, name, count, whom):
     """The worker may hold them all (its prefetch is one more than they are): the broker shows
-    them unacknowledged, with nothing ready."""
+    them unacknowledged, with nothing ready. They are as long as the long task: a worker that
+    runs every task it holds at once (amqplib's design) has them in hand, not done, when it is
+    asked to stop, and a worker that works on one at a time has not started them."""
     worker = workers.start(name, "--prefetch", str(count + 1))
     worker.wait_consuming(DEADLINE)
     workers.declared.mark()
     send([LONG_TASK])
     worker.wait_received(LONG_TASK, DEADLINE)
-    send([f"task {n}" for n in range(1, count + 1)])
+    send([f"task {n}" + LONG_TASK[len("long task"):] for n in range(1, count + 1)])
     wait_counts(broker, vhost, queue_spec.name, (0, count + 1, 1), hold=0)
     return LONG_TASK
 

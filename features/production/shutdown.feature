@@ -12,7 +12,6 @@ Feature: Graceful shutdown
       Then "alice" finishes the long task and exits with code 0, without a traceback
       And the queue "task_queue" holds no tasks
 
-    @needs_one_at_a_time
     Scenario: SIGTERM with tasks waiting for the worker
       Given worker "alice" is working on a long task, with 3 more tasks sent to her
       When "alice" is asked to stop

@@ -32,10 +32,10 @@ def worker_under_test():
     return None
 
 
-def launcher(impl, broker, vhost):
+def launcher(impl, broker, vhost, queue):
     """WorkerPool's ``launch`` for ``impl``: a scenario that asks a worker for what ``impl``
     lacks is skipped as not applicable, with that reason. A worker that does not report when it
-    is consuming is seen consuming when the broker lists a consumer on one of its connections."""
+    is consuming is seen consuming by the broker (consuming_probe)."""
     if impl is None or impl.reference:
         return None
     from workqueue.testing.contract import NotApplicable, start_worker
@@ -46,12 +46,26 @@ def launcher(impl, broker, vhost):
         except NotApplicable as exc:
             pytest.skip(str(exc))
         if "consuming" not in impl.events:
-            def probe():
-                mine = {c["name"] for c in worker_connections(broker, vhost, name)}
-                return int(any(c in mine for c in consumer_connections(broker, vhost)))
-            worker.consuming_probe = probe
+            worker.consuming_probe = consuming_probe(broker, vhost, name, queue)
         return worker
     return launch
+
+
+def consuming_probe(broker, vhost, name, queue):
+    """How often worker ``name`` started consuming ``queue``, as the broker shows it: the
+    distinct consumers (channel, consumer tag) the broker has listed on its connections, each
+    time it was asked. A worker that reconnects, or consumes again after a basic.cancel, shows
+    a new one, which stays listed; one that stays consuming shows the same one. It is asked when
+    the worker starts (wait_consuming) and at each poll of a wait: a consumer listed for less
+    than a poll, between two questions, goes unseen."""
+    seen = set()
+
+    def probe():
+        mine = {c["name"] for c in worker_connections(broker, vhost, name)}
+        seen.update((c["channel"], c["tag"]) for c in broker.management.consumers(vhost)
+                    if c["connection"] in mine and c["queue"] == queue)
+        return len(seen)
+    return probe
 
 
 @pytest.fixture
@@ -59,7 +73,7 @@ def workers(request, broker, vhost, amqp_url, queue_spec, declared, worker_under
     """The scenario's worker processes; any still running at the end are killed."""
     pool = WorkerPool(amqp_url, default_options=["--seconds-per-dot", str(SECONDS_PER_DOT),
                                                  *queue_options(queue_spec)],
-                      launch=launcher(worker_under_test, broker, vhost))
+                      launch=launcher(worker_under_test, broker, vhost, queue_spec.name))
     pool.declared = declared
     request.node.stash[WORKER_POOL] = pool
     yield pool

@@ -99,11 +99,14 @@ class Management:
                  "connection_name": (r.get("client_properties") or {}).get("connection_name")} for r in rows]
 
     def consumers(self, vhost):
-        """[{'queue', 'connection'}, ...]: each consumer of ``vhost``, the queue it consumes from
-        and the name of its connection (as ``connections`` gives it)."""
+        """[{'queue', 'connection', 'channel', 'tag'}, ...]: each consumer of ``vhost``, the queue
+        it consumes from, the name of its connection (as ``connections`` gives it), its channel's
+        name (the connection's and the channel's number) and its consumer tag."""
         rows = self.request("GET", f"/api/consumers/{_q(vhost)}") or []
         return [{"queue": (r.get("queue") or {}).get("name"),
-                 "connection": (r.get("channel_details") or {}).get("connection_name")} for r in rows]
+                 "connection": (r.get("channel_details") or {}).get("connection_name"),
+                 "channel": (r.get("channel_details") or {}).get("name"),
+                 "tag": r.get("consumer_tag")} for r in rows]
 
     def close_connection(self, name):
         """Close a client connection as an operator would (the client sees 320 CONNECTION_FORCED)."""

@@ -345,7 +345,7 @@ class WorkerProcess:
 
     def consuming_count(self) -> int:
         """How often it started consuming: 1, plus one for each reconnect. For a worker that does
-        not report it, the broker's view: 1 while the broker lists a consumer of it, else 0."""
+        not report it, ``consuming_probe``: the broker's view (the distinct consumers it listed)."""
         if self.consuming_probe is not None:
             return self.consuming_probe()
         return sum(kind == "consuming" for kind, _, _ in self.events())

@@ -57,6 +57,7 @@ class Run:
     elements: dict          # (feature uri, scenario line) -> [cucumber element]
     junit: dict             # test name -> [(status, message, detail)]
     other: dict             # non-scenario tests: Status -> count
+    debian: dict | None = None   # its Debian package, the patches undone or kept, what it lacks
 
     @property
     def major(self):
@@ -272,7 +273,7 @@ def load_run(directory):
                 other[status] = other.get(status, 0) + 1
     return Run(directory, record["rabbitmq"], record.get("backend", "?"), record.get("image"),
                record.get("commit"), record.get("modified"), record.get("started"), record.get("exitstatus"),
-               elements, junit, other)
+               elements, junit, other, record.get("debian"))
 
 
 def _python_name(name):

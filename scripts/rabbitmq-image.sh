@@ -7,7 +7,8 @@
 #
 # The root filesystem comes from debootstrap (minbase + rabbitmq-server), with the mirror read
 # from this machine's apt sources; scripts/rabbitmq-entrypoint.sh is added as the entrypoint
-# (a changed entrypoint re-imports the image, found by its label).
+# (a changed entrypoint or script re-imports the image, found by its label), and the image is
+# labelled with its rabbitmq-server package's version.
 # The rootfs tarball is cached in WORKQUEUE_IMAGE_CACHE (default /var/cache/workqueue) and the
 # image in the Docker engine, so a second call costs nothing.
 set -euo pipefail
@@ -17,7 +18,7 @@ cache=${WORKQUEUE_IMAGE_CACHE:-/var/cache/workqueue}
 
 here=$(cd "$(dirname "$0")" && pwd)
 entrypoint="$here/rabbitmq-entrypoint.sh"
-sum=$(sha256sum "$entrypoint" | cut -c1-16)
+sum=$(cat "$entrypoint" "$0" | sha256sum | cut -c1-16)     # a change of either re-imports
 have=$(docker image inspect -f '{{ index .Config.Labels "workqueue.entrypoint" }}' "$tag" 2>/dev/null || true)
 if [ "$have" = "$sum" ]; then echo "$tag"; exit 0; fi
 
@@ -57,8 +58,13 @@ install -m 0755 "$entrypoint" "$work/usr/local/bin/workqueue-entrypoint"
 cp "$tarball" "$work/rootfs.tar"
 tar --delete -f "$work/rootfs.tar" ./usr/local/bin/workqueue-entrypoint 2>/dev/null || true
 tar -rf "$work/rootfs.tar" -C "$work" ./usr/local/bin/workqueue-entrypoint
+# The rabbitmq-server package's version, as dpkg recorded it: the harness reads it to know
+# which of Debian's patches the broker carries (workqueue/testing/debian.py).
+package=$(tar -xOf "$work/rootfs.tar" ./var/lib/dpkg/status \
+  | awk '/^Package: /{p=($2=="rabbitmq-server")} p && /^Version: /{print $2; exit}')
 docker import \
   --change "LABEL workqueue.entrypoint=$sum" \
+  --change "LABEL workqueue.rabbitmq-package=$package" \
   --change 'ENTRYPOINT ["/usr/local/bin/workqueue-entrypoint"]' \
   --change 'ENV LANG=C.UTF-8 PATH=/usr/lib/rabbitmq/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'EXPOSE 5672 15672' \

@@ -11,7 +11,8 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, HEAVY_TASK, LIGHT_TASK, quoted
-from steps.queues import password_of, queue_options, run_cli
+from steps.broker import memory_alarm
+from steps.queues import password_of, queue_holds, queue_options, run_cli
 from workqueue import Producer, QueueSpec
 from workqueue.testing import free_port, wait_until
 from workqueue.testing.processes import child_env, note_crashes
@@ -481,6 +482,23 @@ def _(workers, waiting_tasks, background_run, name, count, why):
     assert blocked_lines(background_run.stderr, why), background_run.stderr
     assert background_run.process.poll() is None, (background_run.process.returncode, background_run.stderr)
     assert background_run.stdout == [], "new_task said it sent the task during the alarm"
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" does the (?P<count>\d+) waiting tasks, with the alarm still up$'))
+def _(broker, vhost, queue_spec, workers, waiting_tasks, alarm, name, count):
+    """Each of them done once, and the queue empty, while the broker still reports its memory
+    alarm: a worker that publishes on the connection it consumes on (a framework's own
+    messages) is blocked with the publishers and does nothing until the alarm clears."""
+    worker = workers[name]
+    assert len(waiting_tasks) == int(count)
+    try:
+        worker.wait_done(int(count), DEADLINE)
+    except TimeoutError:
+        raise AssertionError(f"{name} finished {len(worker.finished())} of the {count} waiting task(s) in "
+                             f"{DEADLINE} s of the alarm; {queue_spec.name!r} holds "
+                             f"{queue_holds(broker, vhost, queue_spec.name)}") from None
+    assert sorted(worker.finished()) == sorted(waiting_tasks), worker.finished()
+    assert alarm.raised and memory_alarm(broker) is True, "the memory alarm cleared before the tasks were done"
 
 
 @then(parsers.re(r'new_task exits with code 0 and "(?P<name>[^"]+)" does "(?P<task>[^"]+)"$'))

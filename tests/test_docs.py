@@ -12,6 +12,7 @@ import pytest
 from docs import model
 from docs.__main__ import ROOT, build
 from docs.__main__ import main as docs_main
+from workqueue.testing import debian
 
 RUNS = (("3.10.8", "node"), ("4.0.5", "container"), ("4.3.6", "container"))
 FAILING = ("reliability/acknowledgment.feature", "A killed worker's task is redelivered", "4.0.5")
@@ -56,8 +57,13 @@ def _run_dir(tmp_path, version, backend, chapters):
     ET.ElementTree(suite).write(directory / "junit.xml")
     (directory / "run.json").write_text(json.dumps({"rabbitmq": version, "backend": backend, "commit": "0" * 40,
                                                     "started": "2026-11-25T10:00:00+00:00", "exitstatus": 1,
-                                                    "cucumber": "cucumber.json", "junit": "junit.xml"}))
+                                                    "cucumber": "cucumber.json", "junit": "junit.xml",
+                                                    "debian": debian.describe(PACKAGES.get(version), "upstream")}))
     return directory
+
+
+#: The Debian packages of the versions the runs above name.
+PACKAGES = {"3.10.8": "3.10.8-1.1+deb12u1", "4.0.5": "4.0.5-6+deb13u2", "4.3.6": "4.3.6-1"}
 
 
 #: A conformance run as `python -m conformance` writes it: one implementation's each kind of cell.
@@ -163,3 +169,13 @@ def test_scenarios_link_to_their_feature_file_and_line(page):
     assert line == next(n for n, text in enumerate((ROOT / "features/reliability/acknowledgment.feature")
                                                    .read_text().splitlines(), 1) if "A killed worker's task" in text)
     assert f'href="{features}/reliability/acknowledgment.feature#L{line}"' in out.read_text()
+
+
+def test_the_header_names_each_runs_package_the_patch_undone_and_what_it_lacks(page):
+    import html
+    out, _ = page
+    text = " ".join(html.unescape(out.read_text()).split())
+    assert "Debian's rabbitmq-server 4.3.6-1, run with upstream's defaults" in text
+    assert ("<code>do-not-deprecate-transient_nonexcl_queues.patch</code>" in text
+            and "undone here by <code>deprecated_features.permit.transient_nonexcl_queues = false</code>" in text)
+    assert "Of its upstream line it lacks 4.0.6 to 4.0.9" in text

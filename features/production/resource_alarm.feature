@@ -12,6 +12,12 @@ Feature: A resource alarm blocks the producers, not the workers
 
   Rule: During a resource alarm the workers go on and the producer waits
 
+    @conformance
+    Scenario: A worker started during a memory alarm does the waiting tasks
+      Given the broker raises a memory alarm, with 3 tasks waiting in the task queue
+      When worker "alice" takes the queue
+      Then "alice" does the 3 waiting tasks, with the alarm still up
+
     Scenario: A producer waits out a memory alarm while a worker drains the queue
       Given the broker raises a memory alarm, with 3 tasks waiting in the task queue
       When the task "after the alarm" is sent with new_task, and worker "alice" takes the queue

@@ -28,6 +28,7 @@ Feature: Message durability
   @contrast
   Rule: What is not durable is gone after a restart
 
+    @defect_transient_nonexcl_queues_denied
     Scenario: A transient queue is gone
       Given 5 persistent tasks are waiting in the transient queue "hello"
       When the broker restarts

@@ -20,6 +20,7 @@ import pika.exceptions
 
 from workqueue.errors import WorkqueueError
 from workqueue.management import Management
+from workqueue.testing import debian
 from workqueue.urls import redact
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ class Broker(Target):
 
     def __init__(self, username: str | None = None, password: str | None = None, port: int | None = None,
                  management_port: int | None = None, extra_conf: str = "", startup_timeout: float = 90.0,
-                 app_env: dict[str, int] | None = None):
+                 app_env: dict[str, int] | None = None, defaults: str | None = None):
         self.members = [self]
         self.host = "127.0.0.1"
         self.username = username or f"wq-{secrets.token_hex(3)}"
@@ -268,6 +269,19 @@ class Broker(Target):
         self.startup_timeout = startup_timeout
         self.started = False
         self._version: str | None = None
+        # upstream's defaults where Debian's package patches them (workqueue/testing/debian.py),
+        # or Debian's own ("debian")
+        self.defaults = debian.defaults_from_env(defaults)
+
+    @property
+    def package(self) -> str | None:
+        """The version of the Debian rabbitmq-server package this broker runs, if it is one."""
+        return None
+
+    def restoring_conf(self) -> str:
+        """rabbitmq.conf lines that undo the Debian patches of its package that change one of
+        upstream's defaults (none with defaults "debian")."""
+        return debian.restoring_conf(self.package, self.defaults)
 
     def erl_args(self) -> str:
         """``app_env`` as the Erlang VM's ``-rabbit key value`` arguments: settings of the rabbit

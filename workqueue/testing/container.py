@@ -21,6 +21,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
+from workqueue.testing import debian  # noqa: E402
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker  # noqa: E402
 from workqueue.testing.processes import alive  # noqa: E402
 
@@ -144,7 +145,7 @@ class ContainerBroker(Broker):
         self.cookie = cookie
         self.hostname = hostname
         self.node_name = f"rabbit@{hostname}" if hostname else ""    # a lone container: not needed
-        conf = COMMON_CONF + (self.extra_conf or "")
+        conf = COMMON_CONF + self.restoring_conf() + (self.extra_conf or "")
         container = RabbitMqContainer(self.image, username=self.username, password=self.password)
         # Publish on fixed loopback ports: the address then survives stop/kill/start.
         # (the Docker SDK takes (host address, port); testcontainers types the value as a port)
@@ -164,6 +165,21 @@ class ContainerBroker(Broker):
         self._container = container
         self._created = False
         self._id: str | None = None
+
+    @property
+    def package(self) -> str | None:
+        """The image's rabbitmq-server package, as scripts/rabbitmq-image.sh labels it (None for
+        another image: the official images are upstream's builds)."""
+        if not hasattr(self, "_package"):
+            client = docker_client()
+            try:
+                labels = client.images.get(self.image).labels or {}
+            except Exception:
+                labels = {}                 # not pulled yet, or no engine: the start says why
+            finally:
+                client.close()
+            self._package = labels.get(debian.PACKAGE_LABEL)
+        return self._package
 
     @property
     def _wrapped(self) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from workqueue.testing import debian
 from workqueue.testing.base import COMMON_CONF, Broker, BrokerError, NoBroker, free_port, port_open, wait_until
 
 SERVER = os.environ.get("WORKQUEUE_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
@@ -266,6 +267,13 @@ class NodeBroker(Broker):
             path=self.base, plugin_path=self.base, node_name=self.node_name)
         self._executor._timeout = self.startup_timeout
 
+    @property
+    def package(self) -> str | None:
+        """This machine's rabbitmq-server package (dpkg), which the node runs."""
+        if not hasattr(self, "_package"):
+            self._package = debian.installed_package()
+        return self._package
+
     def _write_config(self) -> None:
         (self.base / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = {self.host}:{self.port}\n"
@@ -276,7 +284,7 @@ class NodeBroker(Broker):
             f"default_user_tags.administrator = true\n"
             f"loopback_users = none\n"
             f"log.file.level = info\n"
-            + COMMON_CONF + (self.extra_conf or ""))
+            + COMMON_CONF + self.restoring_conf() + (self.extra_conf or ""))
         os.chmod(self.base / "rabbitmq.conf", 0o600)
         (self.base / "enabled_plugins").write_text("[rabbitmq_management].\n")
 

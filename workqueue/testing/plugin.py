@@ -149,6 +149,9 @@ def run_facts(config: pytest.Config) -> dict[str, Any] | None:
         image = getattr(target, "image", None)
         if image:
             facts.setdefault("image", image)
+        if getattr(target, "package", None):
+            from workqueue.testing import debian
+            facts.setdefault("debian", debian.describe(target.package, target.defaults))
     return facts or None
 
 

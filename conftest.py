@@ -31,6 +31,7 @@ pytest_plugins = [
     "steps.workers",
     "steps.cluster",
     "steps.tutorial",
+    "steps.dispatch",
 ]
 if not any(ep.value.startswith("workqueue.testing.plugin")
            for ep in importlib.metadata.entry_points(group="pytest11")):

@@ -50,7 +50,8 @@ def build(run_dirs, output, features_dir=ROOT / "features", source_url=None, pic
         commits=sorted({r.commit[:10] for r in runs if r.commit}),
         built=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         pictures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in pictures],
-        bench=bench, conformance=table)
+        bench=bench, conformance=table, upgrades=model.upgrades(chapters, runs),
+        conformance_upgrades=model.conformance_upgrades(table))
     output.write_text(html, encoding="utf-8")
     return runs
 

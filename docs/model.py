@@ -430,3 +430,70 @@ def load_conformance(paths):
                 scenarios.append(key)
             cells[(key, cell["implementation"], version)] = (Status(cell["outcome"]), clean(_told(cell)))
     return Conformance(impls, versions, guarantees, scenarios, cells)
+
+
+# -- upgrading: what changes between the versions run ---------------------------------------------
+@dataclasses.dataclass
+class Change:
+    """A scenario (example) whose outcome differs from one version to the next, and why."""
+    feature: str
+    scenario: str
+    before: Status
+    after: Status
+    why: str
+
+
+def _why(scenario, outcome, version):
+    """Why a scenario ends as it does on ``version``: the change or defect it is an expected
+    failure of (features/defects.toml), else what the failing step saw."""
+    titles = [title for _, title, versions, _ in scenario.defects if version in versions]
+    if outcome.status is Status.EXPECTED_FAILURE and titles:
+        return "; ".join(titles)
+    return outcome.message or outcome.status.value
+
+
+def upgrades(chapters, runs):
+    """For each two versions next to each other in ``runs`` (in version order; runs of one
+    version on two backends count once, the first): [(from run, to run, [Change])]. Only
+    outcomes both runs have (not "not run", and not "not applicable": a scenario of one major
+    version only) are compared."""
+    firsts = {}
+    for i, run in enumerate(runs):
+        firsts.setdefault(run.version, i)
+    order = sorted(firsts.values(), key=lambda i: runs[i].key())
+    skip = (Status.NOT_RUN, Status.NOT_APPLICABLE)
+    out = []
+    for a, b in zip(order, order[1:]):
+        changes = []
+        for feature, scenario in all_scenarios(chapters):
+            for (label, before), (_, after) in zip(scenario.results[a], scenario.results[b]):
+                if before.status is after.status or before.status in skip or after.status in skip:
+                    continue
+                name = f"{scenario.name} ({label})" if label else scenario.name
+                gone = after.status is Status.PASSED
+                why = _why(scenario, before if gone else after, runs[a].version if gone else runs[b].version)
+                changes.append(Change(feature.name, name, before.status, after.status,
+                                      f"no longer: {why}" if gone else why))
+        out.append((runs[a], runs[b], changes))
+    return out
+
+
+def conformance_upgrades(table):
+    """For each two versions next to each other in the conformance runs: [(from, to, [(scenario,
+    implementation, before Status, after Status, why)])], where both versions have the cell."""
+    if table is None:
+        return []
+    key = lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split("."))  # noqa: E731
+    versions = sorted(table.versions, key=key)
+    out = []
+    for a, b in zip(versions, versions[1:]):
+        changes = []
+        for (scenario, impl_id, version), (after, why) in table.cells.items():
+            if version != b or (scenario, impl_id, a) not in table.cells:
+                continue
+            before, before_why = table.cells[(scenario, impl_id, a)]
+            if before is not after:
+                changes.append((scenario[2], impl_id, before, after,
+                                why if after is not Status.PASSED else f"no longer: {before_why}"))
+        out.append((a, b, changes))
+    return out

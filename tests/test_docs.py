@@ -179,3 +179,15 @@ def test_the_header_names_each_runs_package_the_patch_undone_and_what_it_lacks(p
     assert ("<code>do-not-deprecate-transient_nonexcl_queues.patch</code>" in text
             and "undone here by <code>deprecated_features.permit.transient_nonexcl_queues = false</code>" in text)
     assert "Of its upstream line it lacks 4.0.6 to 4.0.9" in text
+
+
+def test_the_upgrade_section_is_generated_from_the_outcomes_that_differ(page):
+    import html
+    out, _ = page
+    text = html.unescape(out.read_text())
+    section = text[text.index('id="upgrading"'):text.index("</section>", text.index('id="upgrading"'))]
+    lines = [" ".join(line.split()) for line in section.split("<li>")[1:]]
+    transient = [line for line in lines if "A transient queue is gone" in line]
+    assert len(transient) == 1 and "passed to ⚠ expected failure: RabbitMQ 4.3 refuses a transient" in transient[0]
+    assert section.index("<h3>4.0.5 to 4.3.6</h3>") < section.index("A transient queue is gone")
+    assert not any("A poison task" in line for line in lines)      # the same outcome on every version

@@ -112,6 +112,17 @@ def _(limit, refusing, dead):
     return QueueSpec(max_length=int(limit), overflow="reject-publish" if refusing else None, dead_letter=dead)
 
 
+@given(parsers.re(r'a (?P<kind>classic|quorum) task queue whose policy sets a consumer timeout of '
+                  r'(?P<seconds>\d+) seconds$'), target_fixture="queue_spec")
+def _(broker, vhost, kind, seconds):
+    """The policy first (as an operator sets it for a queue its workers declare), on the task
+    queue alone."""
+    spec = QueueSpec(queue_type=kind)
+    broker.management.set_policy(vhost, "consumer-timeout", f"^{re.escape(spec.name)}$",
+                                 {"consumer-timeout": int(seconds) * 1000})
+    return spec
+
+
 def held_tasks(broker, vhost, name):
     """[(body, headers)] of the tasks ready in queue ``name``, in queue order. They are read
     without an acknowledgment and go back, in their order, when the connection closes: this only

@@ -26,6 +26,19 @@ def management_url_for(amqp_url, port=DEFAULT_PORT):
 VHOST_SECONDS = 60.0
 
 
+def _reason(exc, body):
+    """The broker's reason for refusing a request (a 400's "reason": which setting it does not
+    know), on one line, or nothing; never for a request that carries a password (a reason may
+    quote the body)."""
+    if isinstance(body, dict) and "password" in body:
+        return ""
+    try:
+        reason = json.loads(exc.read() or b"{}").get("reason")
+    except (ValueError, OSError, AttributeError):
+        return ""
+    return f": {' '.join(str(reason).split())[:300]}" if reason else ""
+
+
 class Management:
     """GET/PUT/DELETE against the management API with basic auth; errors are WorkqueueErrors."""
 
@@ -61,7 +74,7 @@ class Management:
             if exc.code == 404:
                 raise QueueRefused(f"not found: {urllib.parse.unquote(path)}", 404) from None
             error = BrokerUnreachable(f"management API at {self.base_url}: HTTP {exc.code} for "
-                                      f"{method} {urllib.parse.unquote(path)}")
+                                      f"{method} {urllib.parse.unquote(path)}{_reason(exc, body)}")
             error.status = exc.code
             raise error from None
         except (urllib.error.URLError, OSError) as exc:

@@ -37,3 +37,17 @@ Feature: A task longer than the broker's consumer timeout
     Scenario: A task shorter than the consumer timeout is done once, on one subscription
       Given worker "alice" is working on a task of 2 seconds
       Then "alice" does that task once, and keeps its one subscription
+
+  Rule: A queue's own consumer timeout, set by a policy, replaces the broker's
+    An operator gives one queue a longer consumer timeout than the broker's with a policy
+    (consumer-timeout, in milliseconds): RabbitMQ 4.0 reads it for any queue type (the smaller of
+    the policy and the queue's x-consumer-timeout argument), 4.3 for quorum queues, before the
+    broker's consumer_timeout. RabbitMQ 3.10 knows no such policy key and refuses the policy
+    (features/defects.toml queue_consumer_timeout_unknown).
+
+    @defect_queue_consumer_timeout_unknown
+    Scenario: A quorum queue whose policy allows 60 seconds keeps a 10 second task with its worker
+      Given a quorum task queue whose policy sets a consumer timeout of 60 seconds
+      And worker "alice" is working on a task of 10 seconds
+      Then "alice" does that task once, and keeps its one subscription
+

@@ -488,8 +488,19 @@ def _(workers, name, count):
 
 
 @when(parsers.parse('worker "{name}" takes the queue'))
-def _(workers, name):
-    start_waiting(workers, [name])
+def _(broker, vhost, workers, name):
+    """Started, and consuming within the deadline; a worker that is not is described by the
+    broker's view of its connections (their states: "blocked" by a resource alarm...) and its
+    last line."""
+    worker = workers.start(name)
+    try:
+        worker.wait_consuming(DEADLINE)
+    except TimeoutError:
+        states = sorted(str(c["state"]) for c in worker_connections(broker, vhost, name))
+        raise AssertionError(f"{name} did not start consuming in {DEADLINE} s: the broker lists "
+                             f"{len(states)} connection(s) of it, {', '.join(states) or 'none'}; its last line: "
+                             f"{[*worker.output_lines(), *worker.errors][-1:]!r}") from None
+    workers.declared.mark()
 
 
 @then("every task is done at least once")

@@ -103,13 +103,15 @@ class Management:
 
     # -- connections ----------------------------------------------------------------------
     def connections(self, vhost=None):
-        """[{'name', 'node', 'connection_name', 'heartbeat', 'user'}, ...]: each client
+        """[{'name', 'node', 'connection_name', 'heartbeat', 'user', 'state'}, ...]: each client
         connection (of ``vhost``, or all), the node it is on, the name the client gave it
-        (client property ``connection_name``, or None) and its negotiated heartbeat in seconds."""
+        (client property ``connection_name``, or None), its negotiated heartbeat in seconds and
+        its state ("running", "blocked" by a resource alarm..., None while unreported)."""
         path = f"/api/vhosts/{_q(vhost)}/connections" if vhost else "/api/connections"
         rows = self.request("GET", path) or []
         return [{"name": r.get("name"), "node": r.get("node"), "user": r.get("user"), "heartbeat": r.get("timeout"),
-                 "connection_name": (r.get("client_properties") or {}).get("connection_name")} for r in rows]
+                 "connection_name": (r.get("client_properties") or {}).get("connection_name"),
+                 "state": r.get("state")} for r in rows]
 
     def consumers(self, vhost):
         """[{'queue', 'connection', 'channel', 'tag'}, ...]: each consumer of ``vhost``, the queue

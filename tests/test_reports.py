@@ -15,7 +15,8 @@ def test_a_parallel_runs_cucumber_json_holds_every_scenario(tmp_path, broker):
     report = tmp_path / "cucumber.json"
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--broker=url",
                           "-n", "2", "--dist", "loadgroup", f"--cucumberjson={report}",
-                          "tests/test_declaration.py", "-k", "not broker_that_denies and not hello and not new_durable"],
+                          "tests/test_declaration.py",
+                          "-k", "not broker_that_denies and not hello and not new_durable"],
                          env={**os.environ, "WORKQUEUE_BROKER_URL": broker.url("/"),
                               "WORKQUEUE_MANAGEMENT_URL": broker.management_url},
                          capture_output=True, text=True, timeout=600)

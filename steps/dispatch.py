@@ -2,7 +2,6 @@
 consumer of its own, written here in a few lines of pika, that relies on it."""
 
 import threading
-import time
 
 import pika
 import pytest
@@ -89,9 +88,11 @@ def _(broker, vhost, waiting_queues, holding, count):
         wait_until(lambda: seen() == expected, DEADLINE, f"{count} task(s) held")
     except TimeoutError:
         pass                                    # said below
-    end = time.monotonic() + HOLD_SECONDS
-    while seen() == expected and time.monotonic() < end:
-        time.sleep(0.1)                         # holding still: a count seen over time, not a wait
+    if seen() == expected:
+        try:                                    # a change within the hold is what fails below
+            wait_until(lambda: seen() != expected, HOLD_SECONDS, f"{count} task(s) held, changing")
+        except TimeoutError:
+            pass                                # held still
     got, unacked = seen()
     assert (got, unacked) == expected and holding.error is None, (
         f"the worker holds {got} task(s) {sorted(holding.received)}, and the broker shows {unacked} "

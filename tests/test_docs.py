@@ -3,6 +3,7 @@ browser. The runs here are written by the test (three versions, one failure, one
 so that the page's every kind of cell is shown; CI builds the page from its real runs and
 checks it with the same browser reader (python -m docs.browser)."""
 
+import html
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -172,7 +173,6 @@ def test_scenarios_link_to_their_feature_file_and_line(page):
 
 
 def test_the_header_names_each_runs_package_the_patch_undone_and_what_it_lacks(page):
-    import html
     out, _ = page
     text = " ".join(html.unescape(out.read_text()).split())
     assert "Debian's rabbitmq-server 4.3.6-1, run with upstream's defaults" in text
@@ -182,7 +182,6 @@ def test_the_header_names_each_runs_package_the_patch_undone_and_what_it_lacks(p
 
 
 def test_the_upgrade_section_is_generated_from_the_outcomes_that_differ(page):
-    import html
     out, _ = page
     text = html.unescape(out.read_text())
     section = text[text.index('id="upgrading"'):text.index("</section>", text.index('id="upgrading"'))]

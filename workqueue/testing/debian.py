@@ -10,6 +10,7 @@ entry was read in the package's changelog.Debian and checked against upstream's 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -75,8 +76,10 @@ def restoring_conf(package: str | None, defaults: str) -> str:
     return "".join(f"{p.conf}\n" for p in patches(package))
 
 
+@functools.cache
 def installed_package() -> str | None:
-    """The version of this machine's rabbitmq-server package (dpkg), or None."""
+    """The version of this machine's rabbitmq-server package (dpkg), or None; asked once per
+    process (every node of a cluster runs the same package)."""
     if shutil.which("dpkg-query") is None:
         return None
     try:

@@ -270,9 +270,7 @@ class NodeBroker(Broker):
     @property
     def package(self) -> str | None:
         """This machine's rabbitmq-server package (dpkg), which the node runs."""
-        if not hasattr(self, "_package"):
-            self._package = debian.installed_package()
-        return self._package
+        return debian.installed_package()
 
     def _write_config(self) -> None:
         (self.base / "rabbitmq.conf").write_text(

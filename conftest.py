@@ -32,6 +32,7 @@ pytest_plugins = [
     "steps.cluster",
     "steps.tutorial",
     "steps.dispatch",
+    "steps.requeue",
 ]
 if not any(ep.value.startswith("workqueue.testing.plugin")
            for ep in importlib.metadata.entry_points(group="pytest11")):

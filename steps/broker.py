@@ -167,6 +167,40 @@ def _(broker, seconds):
     assert own(broker).consumer_timeout == int(seconds), broker.consumer_timeout
 
 
+@pytest.fixture
+def log_mark(broker):
+    """Where the broker's log stood as the scenario began (``log_since`` reads from it)."""
+    return broker.log_mark()
+
+
+@pytest.fixture
+def consumer_timeout_setting(broker):
+    """set(term): the running broker's consumer_timeout, as RabbitMQ's documentation shows for a
+    running node (rabbitmqctl eval ... set_env), read by each channel as it opens (3.10, 4.0) and
+    by each consume (4.3); set back to the broker's own when the scenario ends."""
+    changed = []
+
+    def set_(term):
+        own(broker).ctl("eval", f"application:set_env(rabbit, consumer_timeout, {term}).")
+        changed.append(term)
+    yield set_
+    if changed:
+        broker.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {OWN_BROKER_CONSUMER_TIMEOUT * 1000}).")
+
+
+@given("the broker's consumer timeout is set to undefined")
+def _(consumer_timeout_setting, log_mark):
+    consumer_timeout_setting("undefined")
+
+
+@then("the broker has logged no consumer timeout it put in force instead")
+def _(broker, log_mark):
+    """RabbitMQ 4.3.3 and later log a warning as a queue takes an undefined consumer_timeout
+    for 24 hours (rabbit_queue_type:get_consumer_timeout/2); read after the task is done."""
+    said = [line for line in broker.log_since(log_mark).splitlines() if "consumer_timeout" in line]
+    assert not said, f"the broker logged: {said[-1].strip()}"
+
+
 @given("a broker of its own, for resource alarms")
 def _(broker):
     own(broker)

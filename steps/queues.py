@@ -62,6 +62,8 @@ def queue_options(spec):
         options += ["--max-length", str(spec.max_length)]
     if spec.overflow is not None:
         options += ["--overflow", spec.overflow]
+    if spec.consumer_timeout is not None:
+        options += ["--queue-consumer-timeout", str(spec.consumer_timeout)]
     return options
 
 
@@ -121,6 +123,13 @@ def _(broker, vhost, kind, seconds):
     broker.management.set_policy(vhost, "consumer-timeout", f"^{re.escape(spec.name)}$",
                                  {"consumer-timeout": int(seconds) * 1000})
     return spec
+
+
+@given(parsers.re(r'a (?P<kind>classic|quorum) task queue declared with a consumer timeout of (?P<seconds>\d+) '
+                  r'seconds$'), target_fixture="queue_spec")
+def _(kind, seconds):
+    """Declared so by its workers (the queue argument x-consumer-timeout)."""
+    return QueueSpec(queue_type=kind, consumer_timeout=int(seconds))
 
 
 def held_tasks(broker, vhost, name):

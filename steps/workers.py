@@ -154,12 +154,13 @@ def short_heartbeat(impl):
     return 1 if impl is None else impl.heartbeat
 
 
-@given(parsers.re(r'worker "(?P<name>[^"]+)"(?: with (?:a (?P<heartbeat>\d+) second|(?P<short>a short)) heartbeat)? is '
+@given(parsers.re(r'worker "(?P<name>[^"]+)"(?: with (?:a (?P<heartbeat>\d+) second|(?P<short>a short)) heartbeat)?'
+                  r'(?:, asking for a consumer timeout of (?P<asked>\d+) seconds,)? is '
                   r'(?P<what>working on a long task|working on a task of (?P<seconds>\d+) seconds|'
                   r'working on a task of (?P<beats>\d+) heartbeats|busy with a task that outlasts the scenario)'
                   r'(?P<auto>, with automatic acknowledgment)?$'),
        target_fixture="long_task")
-def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, what, seconds, beats, auto):
+def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, asked, what, seconds, beats, auto):
     """With a heartbeat, the broker's list of the worker's connections as the task begins is
     kept (``connections_at_start``: name -> negotiated heartbeat), for a Then to compare."""
     if short:
@@ -171,6 +172,7 @@ def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, w
     else:
         task = LONG_TASK if what.startswith("working") else ENDLESS_TASK
     options = (["--auto-ack"] if auto else []) + (["--heartbeat", heartbeat] if heartbeat else [])
+    options += ["--consumer-timeout", asked] if asked else []
     worker = workers.start(name, *options)
     worker.wait_consuming(DEADLINE)
     workers.declared.mark()

@@ -56,6 +56,9 @@ def add_queue_options(p):
     p.add_argument("--overflow", choices=OVERFLOWS, default=None,
                    help="what a full queue does with one more task: drop-head drops the oldest (the "
                         "broker's default), reject-publish refuses the new one (new_task exits 7)")
+    p.add_argument("--queue-consumer-timeout", type=int, default=None, metavar="SECONDS",
+                   help="the queue's own consumer timeout (x-consumer-timeout; RabbitMQ 4.0 and later; "
+                        "4.3 takes it for quorum queues only; default: the broker's consumer_timeout)")
 
 
 def queue_type_from(args):
@@ -68,7 +71,8 @@ def queue_from(args, queue_type=None):
     try:
         return QueueSpec(name=args.queue, durable=not args.transient, queue_type=queue_type or queue_type_from(args),
                          delivery_limit=args.delivery_limit, dead_letter=args.dead_letter,
-                         max_length=args.max_length, overflow=args.overflow)
+                         max_length=args.max_length, overflow=args.overflow,
+                         consumer_timeout=args.queue_consumer_timeout)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
 

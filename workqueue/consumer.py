@@ -201,6 +201,8 @@ class Worker:
     it is sent (the contrast to manual acks; a killed worker loses its task). A handler that
     raises never stops the worker: the task is retried up to the queue's delivery limit, then
     rejected to the dead-letter queue (or dropped, logged, when there is none).
+    consumer_timeout: seconds this worker asks the broker to let it hold a task (the consumer
+    argument x-consumer-timeout; RabbitMQ 4.3 on quorum queues; None: the queue's or broker's).
 
     ``params`` is one pika ConnectionParameters or several (the nodes of a cluster): the
     worker connects to the first that answers and, when that connection is lost, tries the
@@ -214,12 +216,15 @@ class Worker:
                  handler: Callable[[Delivery], Any] | None = None, *, prefetch: int = 1,
                  auto_ack: bool = False, reconnect: bool = True, reconnect_delay: float = 0.2,
                  max_reconnect_delay: float = 1.0, declare_timeout: float = DECLARE_TIMEOUT,
-                 on_consuming: Callable[[], Any] | None = None):
+                 consumer_timeout: int | None = None, on_consuming: Callable[[], Any] | None = None):
         self.failover = Failover(params)
         self.queue = queue or QueueSpec()
         self.handler = handler or (lambda delivery: None)
         self.prefetch = prefetch
         self.auto_ack = auto_ack
+        if consumer_timeout is not None and consumer_timeout < 0:
+            raise ValueError(f"a consumer timeout cannot be negative ({consumer_timeout})")
+        self.consumer_timeout = consumer_timeout
         self.reconnect = reconnect
         self.backoff = Backoff(reconnect_delay, max_reconnect_delay)
         self.declare_timeout = declare_timeout
@@ -415,7 +420,8 @@ class _Session:
         self.subscribing = True
         self.consumer_tag = self.channel.basic_consume(
             w.queue.name, lambda _ch, method, properties, body: self._on_message(method, properties, body),
-            auto_ack=w.auto_ack, callback=self._on_consuming)
+            auto_ack=w.auto_ack, callback=self._on_consuming,
+            arguments={"x-consumer-timeout": w.consumer_timeout * 1000} if w.consumer_timeout is not None else None)
 
     def _on_consuming(self, _frame):
         w = self.worker

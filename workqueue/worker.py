@@ -73,6 +73,9 @@ def main(argv=None):
                    "connection 'workqueue worker NAME' (the management UI shows it)")
     p.add_argument("--prefetch", type=int, default=1,
                    help="unacknowledged tasks this worker may hold (1 = fair dispatch, 0 = unlimited)")
+    p.add_argument("--consumer-timeout", type=int, default=None, metavar="SECONDS",
+                   help="ask the broker for this consumer timeout for this worker's tasks (the consumer "
+                        "argument x-consumer-timeout: RabbitMQ 4.3, quorum queues; earlier versions ignore it)")
     p.add_argument("--auto-ack", action="store_true",
                    help="let the broker forget a task as soon as it is sent (a killed worker loses it)")
     p.add_argument("--seconds-per-dot", type=float, default=1.0, help="seconds of work per dot")
@@ -113,7 +116,7 @@ def main(argv=None):
             if workers and workers[-1].stopping:
                 return                          # stopped while the first declaration was refused
             workers.append(Worker(params, queue, handler, prefetch=args.prefetch, auto_ack=args.auto_ack,
-                                  reconnect=not args.no_reconnect,
+                                  reconnect=not args.no_reconnect, consumer_timeout=args.consumer_timeout,
                                   on_consuming=consuming))
             workers[-1].run()
 

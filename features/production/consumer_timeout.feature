@@ -51,3 +51,48 @@ Feature: A task longer than the broker's consumer timeout
       And worker "alice" is working on a task of 10 seconds
       Then "alice" does that task once, and keeps its one subscription
 
+
+  Rule: A queue's own consumer timeout, in its declaration, replaces the broker's
+    The queue argument x-consumer-timeout (milliseconds): RabbitMQ 4.0 reads it for any queue
+    type, 4.3 for quorum queues, and from 4.3.2 refuses it for a classic queue (features/defects.toml
+    classic_consumer_timeout_refused); 3.10 ignores it (declared_consumer_timeout_ignored).
+
+    Scenario Outline: A <type> queue declared with a consumer timeout of 60 seconds keeps a 10 second task with its worker
+      Given a <type> task queue declared with a consumer timeout of 60 seconds
+      And worker "alice" is working on a task of 10 seconds
+      Then "alice" does that task once, and keeps its one subscription
+
+      @defect_declared_consumer_timeout_ignored
+      Examples:
+        | type   |
+        | quorum |
+
+      @defect_declared_consumer_timeout_ignored @defect_classic_consumer_timeout_refused
+      Examples:
+        | type    |
+        | classic |
+
+  Rule: A worker's own consumer timeout, asked for as it consumes, replaces the broker's
+    The consumer argument x-consumer-timeout (milliseconds), new in RabbitMQ 4.3 for quorum
+    queues; 3.10 and 4.0 ignore it (features/defects.toml consumer_argument_timeout_ignored).
+
+    @defect_consumer_argument_timeout_ignored
+    Scenario: A worker asking for a consumer timeout of 60 seconds keeps a 10 second task on a quorum queue
+      Given a quorum task queue
+      And worker "alice", asking for a consumer timeout of 60 seconds, is working on a task of 10 seconds
+      Then "alice" does that task once, and keeps its one subscription
+
+  Rule: A consumer timeout set to undefined is no consumer timeout
+    RabbitMQ's documented way to switch the consumer timeout off, here at runtime as its
+    documentation shows (rabbitmqctl eval 'application:set_env(rabbit, consumer_timeout,
+    undefined).'). RabbitMQ 4.3.0 to 4.3.2 refuse the consumer of a quorum queue then (a failed
+    assertion); from 4.3.3 a queue reads it as 24 hours, and says so in its log
+    (features/defects.toml consumer_timeout_undefined_is_a_day).
+
+    @defect_consumer_timeout_undefined_is_a_day
+    Scenario: A broker whose consumer timeout is undefined keeps a 10 second task with its worker, and no timeout
+      Given the broker's consumer timeout is set to undefined
+      And a quorum task queue
+      And worker "alice" is working on a task of 10 seconds
+      Then "alice" does that task once, and keeps its one subscription
+      And the broker has logged no consumer timeout it put in force instead

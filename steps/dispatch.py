@@ -2,6 +2,7 @@
 consumer of its own, written here in a few lines of pika, that relies on it."""
 
 import threading
+import time
 
 import pika
 import pytest
@@ -97,3 +98,126 @@ def _(broker, vhost, waiting_queues, holding, count):
     assert (got, unacked) == expected and holding.error is None, (
         f"the worker holds {got} task(s) {sorted(holding.received)}, and the broker shows {unacked} "
         f"unacknowledged over {', '.join(waiting_queues)}; error {holding.error!r}")
+
+
+class TimedOutConsumer:
+    """One connection (pika's SelectConnection, as a worker runs), prefetch 1, in a thread. It
+    takes one task and holds it until the broker takes it back for the consumer timeout
+    (RabbitMQ 4.3 cancels the consumer of a quorum queue, basic.cancel; 3.10 and 4.0 close the
+    channel), then does what a worker does: acknowledges the task it has finished late (on the
+    channel it still has), consumes again on a new consumer and acknowledges each task it is
+    given there at once. A task the broker gives to the consumer it dropped is not handed to it
+    (pika logs "Unexpected delivery" and leaves it unacknowledged)."""
+
+    def __init__(self, params, queue):
+        self.params, self.queue = params, queue
+        self.consuming_again = threading.Event()
+        self.how = None                         # "basic.cancel" or "channel closed"
+        self.taken_back_at = None               # time.monotonic() of that
+        self.given_at: list[float] = []         # time.monotonic() of each task on the new consumer
+        self.first_tag = self.new_tag = None
+        self.given: list[tuple[str, bool]] = []  # (body, redelivered) on the new consumer
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.connection = None
+        self.thread = threading.Thread(target=self._run, name="timed-out-consumer", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.connection = pika.SelectConnection(
+                self.params, on_open_callback=lambda c: c.channel(on_open_callback=self._hold),
+                on_open_error_callback=lambda _c, exc: self._fail(exc))
+            self.connection.ioloop.start()
+        except BaseException as exc:            # said by the steps that wait on it
+            self._fail(exc)
+
+    def _fail(self, exc):
+        self.error = exc
+        self.consuming_again.set()
+        if self.connection is not None and not self.connection.is_closed:
+            self.connection.ioloop.stop()
+
+    def _hold(self, channel):
+        held = []
+
+        def on_cancel(_frame):
+            if self.how is None:
+                self.how, self.taken_back_at = "basic.cancel", time.monotonic()
+                channel.basic_ack(held[0])      # the task, finished after its timeout
+                self._consume_again(channel)
+
+        def on_close(_channel, _reason):
+            if self.how is None and not self.stopping:
+                self.how, self.taken_back_at = "channel closed", time.monotonic()
+                self.connection.channel(on_open_callback=self._consume_again)
+        channel.add_on_cancel_callback(on_cancel)
+        channel.add_on_close_callback(on_close)
+        channel.basic_qos(prefetch_count=1)
+        self.first_tag = channel.basic_consume(self.queue, lambda _ch, method, _p, _b: held.append(method.delivery_tag))
+
+    def _consume_again(self, channel):
+        channel.basic_qos(prefetch_count=1)
+
+        def on_task(ch, method, _properties, body):
+            self.given.append((body.decode(errors="replace"), method.redelivered))
+            self.given_at.append(time.monotonic())
+            ch.basic_ack(method.delivery_tag)
+        self.new_tag = channel.basic_consume(self.queue, on_task, callback=lambda _f: self.consuming_again.set())
+
+    def close(self):
+        self.stopping = True
+        connection = self.connection
+        if connection is not None and not connection.is_closed:
+            def shut():
+                if connection.is_open:
+                    connection.close()
+                connection.ioloop.stop()
+            connection.ioloop.add_callback_threadsafe(shut)
+        self.thread.join(DEADLINE)
+
+
+@pytest.fixture
+def timed_out_consumers():
+    made = []
+    yield made
+    for consumer in made:
+        consumer.close()
+
+
+@given("a worker that held a task past the consumer timeout, finished it once the broker took it back, "
+       "and consumes again", target_fixture="timed_out")
+def _(broker, vhost, queue_spec, send, timed_out_consumers):
+    """The held task is taken back to the queue at the timeout, and given again to the new
+    consumer, which acknowledges it: the queue is empty again before the scenario goes on."""
+    send(["held task"])
+    consumer = TimedOutConsumer(broker.params(vhost), queue_spec.name)
+    timed_out_consumers.append(consumer)
+    assert consumer.consuming_again.wait(3 * DEADLINE) and consumer.error is None, (
+        f"the worker did not get as far as consuming again: {consumer.error!r}")
+    wait_until(lambda: ("held task", True) in consumer.given, DEADLINE, "the held task given again")
+    return consumer
+
+
+@then(parsers.re(r"the worker is given the (?P<count>\d+) tasks on its new consumer, none on the consumer the "
+                 r"broker took the task from, and the task queue has that one consumer$"))
+def _(broker, vhost, queue_spec, timed_out, sent_tasks, count):
+    """Each task once, not redelivered (a task given to the old consumer, which the worker no
+    longer has, comes back redelivered when the broker times that consumer out too, a consumer
+    timeout later); the consumer count is the broker's own (AMQP passive declare)."""
+    def done():
+        return {body for body, _ in timed_out.given} >= set(sent_tasks)
+    try:
+        wait_until(done, DEADLINE, f"the {count} tasks given")
+    except TimeoutError:
+        pass                                    # said below
+    got = [(body, again) for body, again in timed_out.given if body in sent_tasks]
+    back = next((round(at - timed_out.taken_back_at, 1) for (body, _), at in zip(timed_out.given, timed_out.given_at)
+                 if body == "held task"), None)
+    depth = broker.depth(queue_spec.name, vhost)
+    consumers = depth[1] if depth else None
+    assert (sorted(got), consumers) == (sorted((t, False) for t in sent_tasks), 1) and timed_out.error is None, (
+        f"after the broker took the held task back ({timed_out.how}), the new consumer was given "
+        f"{sorted(got)} (body, redelivered); the task queue has {consumers} consumer(s); the held task "
+        f"came back to the new consumer {back} s after it was taken back; "
+        f"error {timed_out.error!r}")

@@ -31,6 +31,23 @@ Feature: A task longer than the broker's consumer timeout
         | type    |
         | classic |
 
+  Rule: A consumer the broker cancelled for its consumer timeout is gone from the queue
+    A worker that finishes its task after the timeout acknowledges it on the channel it has and
+    consumes again. RabbitMQ 4.3 cancels the consumer (basic.cancel) but keeps it until the
+    client answers with basic.cancel-ok, which clients do not send to a cancel from the broker;
+    the late acknowledgment makes it a consumer again, the task taken back goes to it, the
+    worker (which dropped it) leaves it unacknowledged, and it comes back one more consumer
+    timeout later; the cancelled consumer stays on the queue (rabbit_channel.erl, v4.3.5;
+    features/defects.toml cancelled_consumer_given_tasks). Measured with a worker written here
+    in a few lines of pika.
+
+    @defect_cancelled_consumer_given_tasks
+    Scenario: A worker that consumes again after its consumer timeout is given the next tasks on its new consumer
+      Given a quorum task queue
+      And a worker that held a task past the consumer timeout, finished it once the broker took it back, and consumes again
+      When 4 tasks are sent
+      Then the worker is given the 4 tasks on its new consumer, none on the consumer the broker took the task from, and the task queue has that one consumer
+
   @contrast @conformance
   Rule: A task acknowledged within the consumer timeout stays with its worker
 

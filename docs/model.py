@@ -98,8 +98,14 @@ class Scenario:
     examples: list          # [{column: value}] for an outline, [] otherwise
     columns: list
     contrast: bool
-    defects: list           # [(id, title, versions, references)]
+    defects: list           # [(id, title, versions, references)], its own and its Examples blocks
     results: list = dataclasses.field(default_factory=list)   # per run: [(example label, Outcome)]
+    example_defects: list = dataclasses.field(default_factory=list)  # per example: its defects
+
+    def defects_of(self, row):
+        """The defects of example ``row`` (the scenario's and its Examples block's); of the
+        scenario, when it has no examples."""
+        return self.example_defects[row] if row is not None and self.example_defects else self.defects
 
 
 @dataclasses.dataclass
@@ -144,17 +150,28 @@ def _scenario(node, inherited, defects):
         if s.get("dataTable"):
             table = [[c["value"] for c in row["cells"]] for row in s["dataTable"]["rows"]]
         steps.append(Step(s["keyword"].strip(), s["text"], s["location"]["line"], table))
-    columns, examples = [], []
+    columns, examples, example_tags = [], [], []
     for block in node.get("examples", []):
         columns = [c["value"] for c in block["tableHeader"]["cells"]]
-        examples += [dict(zip(columns, [c["value"] for c in row["cells"]], strict=True))
-                     for row in block["tableBody"]]
-    known = [(key[len("defect_"):], defects.get(key[len("defect_"):], {})) for key in tags
-             if key.startswith("defect_")]
+        rows = [dict(zip(columns, [c["value"] for c in row["cells"]], strict=True)) for row in block["tableBody"]]
+        examples += rows
+        example_tags += [_tags(block)] * len(rows)
+
+    def known(keys):
+        return [(key[len("defect_"):], *_defect(defects.get(key[len("defect_"):], {}), key[len("defect_"):]))
+                for key in keys if key.startswith("defect_")]
+    own = known(tags)
+    per_example = [own + [d for d in known(t) if d not in own] for t in example_tags]
+    every = own + [d for row in per_example for d in row if d not in own]
+    every = [d for i, d in enumerate(every) if d not in every[:i]]
     return Scenario(name=node["name"], line=node["location"]["line"], tags=tags, steps=steps,
                     examples=examples, columns=columns, contrast="contrast" in tags,
-                    defects=[(k, d.get("title", k), d.get("versions", []), d.get("references", []))
-                             for k, d in known])
+                    defects=every, example_defects=per_example)
+
+
+def _defect(entry, key):
+    """(title, versions, references) of a defects.toml entry."""
+    return entry.get("title", key), entry.get("versions", []), entry.get("references", [])
 
 
 def load_features(features_dir):
@@ -288,7 +305,7 @@ def _first_error_line(detail):
     return None
 
 
-def _outcome(element, junit_cases, scenario, run):
+def _outcome(element, junit_cases, scenario, run, row=None):
     steps = element["steps"] if element else []
     failed = next((s for s in steps if s["result"]["status"] == "failed"), None)
     skipped = next((s for s in steps if s["result"]["status"] == "skipped"), None)
@@ -301,14 +318,14 @@ def _outcome(element, junit_cases, scenario, run):
     elif failed is not None:
         status, message, detail = Status.FAILED, None, failed["result"].get("error_message")
     elif skipped is not None:
-        expected = any(run.version in versions for _, _, versions, _ in scenario.defects)
+        expected = any(run.version in versions for _, _, versions, _ in scenario.defects_of(row))
         status, message, detail = (Status.EXPECTED_FAILURE if expected else Status.SKIPPED), None, None
     else:
         status, message, detail = Status.PASSED, None, None
     step = failed or skipped
     step_text = f"{step['keyword'].strip()} {step['name']}" if step and status is not Status.PASSED else None
     if status is Status.EXPECTED_FAILURE and not message:
-        message = "; ".join(f"RabbitMQ defect {k}" for k, *_ in scenario.defects)
+        message = "; ".join(f"RabbitMQ defect {k}" for k, *_ in scenario.defects_of(row))
     if status is Status.PASSED:
         return Outcome(Status.PASSED)
     lines = (detail or "").strip().splitlines()
@@ -338,7 +355,8 @@ def attach(chapters, runs):
                 name = _example_name(scenario, example) if example else scenario.name
                 element = by_name.get(name) or (elements[i] if len(elements) == len(examples) else None)
                 if element is not None:
-                    outcome = _outcome(element, run.junit.get(element["id"]), scenario, run)
+                    outcome = _outcome(element, run.junit.get(element["id"]), scenario, run,
+                                       i if example else None)
                 elif other_major(scenario, run):
                     outcome = Outcome(Status.NOT_APPLICABLE,
                                       message=f"tagged @{_major_tag(scenario)}: deselected on RabbitMQ {run.major}")
@@ -443,10 +461,10 @@ class Change:
     why: str
 
 
-def _why(scenario, outcome, version):
-    """Why a scenario ends as it does on ``version``: the change or defect it is an expected
-    failure of (features/defects.toml), else what the failing step saw."""
-    titles = [title for _, title, versions, _ in scenario.defects if version in versions]
+def _why(scenario, outcome, version, row=None):
+    """Why a scenario (its example ``row``) ends as it does on ``version``: the change or defect
+    it is an expected failure of (features/defects.toml), else what the failing step saw."""
+    titles = [title for _, title, versions, _ in scenario.defects_of(row) if version in versions]
     if outcome.status is Status.EXPECTED_FAILURE and titles:
         return "; ".join(titles)
     return outcome.message or outcome.status.value
@@ -466,12 +484,13 @@ def upgrades(chapters, runs):
     for a, b in zip(order, order[1:]):
         changes = []
         for feature, scenario in all_scenarios(chapters):
-            for (label, before), (_, after) in zip(scenario.results[a], scenario.results[b]):
+            for row, ((label, before), (_, after)) in enumerate(zip(scenario.results[a], scenario.results[b])):
                 if before.status is after.status or before.status in skip or after.status in skip:
                     continue
                 name = f"{scenario.name} ({label})" if label else scenario.name
                 gone = after.status is Status.PASSED
-                why = _why(scenario, before if gone else after, runs[a].version if gone else runs[b].version)
+                why = _why(scenario, before if gone else after, runs[a].version if gone else runs[b].version,
+                           row if scenario.examples else None)
                 changes.append(Change(feature.name, name, before.status, after.status,
                                       f"no longer: {why}" if gone else why))
         out.append((runs[a], runs[b], changes))

@@ -292,7 +292,7 @@ def latency(broker, runs):
         for r in range(max(1, runs - 1)):
             before = len(consuming)
             broker.stop()
-            port = PortWatch(broker.params().host, broker.params().port)
+            port = PortWatch(params.host, params.port)
             try:
                 broker.start()
                 up = port.first_open(60)

@@ -14,26 +14,28 @@ from workqueue import QueueSpec
 from workqueue.testing import wait_until
 
 
-class HoldingConsumer:
-    """One connection, one channel, a consumer on each of ``queues`` with the given prefetch;
-    it records what it is given and acknowledges nothing. Runs in a thread until closed."""
+class ThreadedConsumer:
+    """One connection (pika's BlockingConnection), one channel, in a thread until closed; what
+    it consumes and how it settles is ``subscribe(channel)``'s, in a subclass. An error is kept
+    in ``error`` for the steps that wait on ``consuming``."""
 
-    def __init__(self, params, queues, prefetch, global_qos):
-        self.params, self.queues, self.prefetch, self.global_qos = params, queues, prefetch, global_qos
-        self.received: list[str] = []
+    name = "consumer"
+
+    def __init__(self, params):
+        self.params = params
         self.error: BaseException | None = None
         self.consuming, self.stopping = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._run, name="holding-consumer", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.thread.start()
+
+    def subscribe(self, channel):
+        raise NotImplementedError
 
     def _run(self):
         try:
             connection = pika.BlockingConnection(self.params)
             try:
-                channel = connection.channel()
-                channel.basic_qos(prefetch_count=self.prefetch, global_qos=self.global_qos)
-                for queue in self.queues:
-                    channel.basic_consume(queue, lambda _ch, _m, _p, body: self.received.append(body.decode()))
+                self.subscribe(connection.channel())
                 self.consuming.set()
                 while not self.stopping.is_set():
                     connection.process_data_events(time_limit=0.2)
@@ -48,8 +50,26 @@ class HoldingConsumer:
         self.thread.join(DEADLINE)
 
 
+class HoldingConsumer(ThreadedConsumer):
+    """A consumer on each of ``queues`` with the given prefetch; it records what it is given and
+    acknowledges nothing."""
+
+    name = "holding-consumer"
+
+    def __init__(self, params, queues, prefetch, global_qos):
+        self.queues, self.prefetch, self.global_qos = queues, prefetch, global_qos
+        self.received: list[str] = []
+        super().__init__(params)
+
+    def subscribe(self, channel):
+        channel.basic_qos(prefetch_count=self.prefetch, global_qos=self.global_qos)
+        for queue in self.queues:
+            channel.basic_consume(queue, lambda _ch, _m, _p, body: self.received.append(body.decode()))
+
+
 @pytest.fixture
-def holding_consumers():
+def step_consumers():
+    """The consumers a scenario's steps started (anything with close()); closed at its end."""
     made = []
     yield made
     for consumer in made:
@@ -67,9 +87,9 @@ def _(send, count, names):
 
 @when(parsers.re(r'a worker consumes both on one channel, with (?:a (?P<scope>global) prefetch|a prefetch) of '
                  r'(?P<prefetch>\d+)(?: per consumer)?, acknowledging nothing$'), target_fixture="holding")
-def _(broker, vhost, waiting_queues, holding_consumers, scope, prefetch):
+def _(broker, vhost, waiting_queues, step_consumers, scope, prefetch):
     consumer = HoldingConsumer(broker.params(vhost), waiting_queues, int(prefetch), global_qos=scope == "global")
-    holding_consumers.append(consumer)
+    step_consumers.append(consumer)
     consumer.consuming.wait(DEADLINE)
     assert consumer.error is None, f"the consumer failed: {consumer.error!r}"
     return consumer
@@ -177,22 +197,14 @@ class TimedOutConsumer:
         self.thread.join(DEADLINE)
 
 
-@pytest.fixture
-def timed_out_consumers():
-    made = []
-    yield made
-    for consumer in made:
-        consumer.close()
-
-
 @given("a worker that held a task past the consumer timeout, finished it once the broker took it back, "
        "and consumes again", target_fixture="timed_out")
-def _(broker, vhost, queue_spec, send, timed_out_consumers):
+def _(broker, vhost, queue_spec, send, step_consumers):
     """The held task is taken back to the queue at the timeout, and given again to the new
     consumer, which acknowledges it: the queue is empty again before the scenario goes on."""
     send(["held task"])
     consumer = TimedOutConsumer(broker.params(vhost), queue_spec.name)
-    timed_out_consumers.append(consumer)
+    step_consumers.append(consumer)
     assert consumer.consuming_again.wait(3 * DEADLINE) and consumer.error is None, (
         f"the worker did not get as far as consuming again: {consumer.error!r}")
     wait_until(lambda: ("held task", True) in consumer.given, DEADLINE, "the held task given again")

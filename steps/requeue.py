@@ -3,14 +3,12 @@ quorum queue does with them: its delivery limit, and RabbitMQ 4.3's delayed retr
 that hands them back is written here in a few lines of pika: what is measured is the broker."""
 
 import re
-import threading
 import time
 
-import pika
-import pytest
 from pytest_bdd import given, parsers, then
 
 from steps import DEADLINE
+from steps.dispatch import ThreadedConsumer
 from steps.queues import HOLD_SECONDS, exact_counts
 from workqueue import Producer, QueueSpec
 from workqueue.testing import wait_until
@@ -19,19 +17,22 @@ from workqueue.testing import wait_until
 RA_CLOCK = 0.001
 
 
-class HandingBack:
-    """One connection, one channel, prefetch 1, a consumer on ``queue`` that hands back each
-    task it is given with ``method`` ("basic.reject" or "basic.nack", requeue set) up to
-    ``times`` times, then acknowledges it: a loop the broker would not stop stops there. It
-    records the moment of each delivery (time.monotonic). Runs in a thread until closed."""
+class HandingBack(ThreadedConsumer):
+    """Prefetch 1, a consumer on ``queue`` that hands back each task it is given with ``method``
+    ("basic.reject" or "basic.nack", requeue set) up to ``times`` times, then acknowledges it: a
+    loop the broker would not stop stops there. It records the moment of each delivery
+    (time.monotonic)."""
+
+    name = "handing-back"
 
     def __init__(self, params, queue, method, times):
-        self.params, self.queue, self.method, self.times = params, queue, method, times
+        self.queue, self.method, self.times = queue, method, times
         self.given: dict[str, list[float]] = {}
-        self.error: BaseException | None = None
-        self.consuming, self.stopping = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._run, name="handing-back", daemon=True)
-        self.thread.start()
+        super().__init__(params)
+
+    def subscribe(self, channel):
+        channel.basic_qos(prefetch_count=1)
+        channel.basic_consume(self.queue, self._on_task)
 
     def _on_task(self, channel, method, _properties, body):
         moments = self.given.setdefault(body.decode(errors="replace"), [])
@@ -42,34 +43,6 @@ class HandingBack:
             channel.basic_reject(method.delivery_tag, requeue=True)
         else:
             channel.basic_nack(method.delivery_tag, requeue=True)
-
-    def _run(self):
-        try:
-            connection = pika.BlockingConnection(self.params)
-            try:
-                channel = connection.channel()
-                channel.basic_qos(prefetch_count=1)
-                channel.basic_consume(self.queue, self._on_task)
-                self.consuming.set()
-                while not self.stopping.is_set():
-                    connection.process_data_events(time_limit=0.1)
-            finally:
-                connection.close()
-        except BaseException as exc:            # said by the steps that wait on it
-            self.error = exc
-            self.consuming.set()
-
-    def close(self):
-        self.stopping.set()
-        self.thread.join(DEADLINE)
-
-
-@pytest.fixture
-def handing_back():
-    made = []
-    yield made
-    for consumer in made:
-        consumer.close()
 
 
 def _policy_on_declared_queue(broker, vhost, kind, definition):
@@ -104,11 +77,11 @@ def _(broker, vhost, seconds):
 
 @given(parsers.re(r"a worker that hands back every task with (?P<method>basic\.reject|basic\.nack), "
                   r"(?P<times>\d+) times at most$"), target_fixture="hander")
-def _(broker, vhost, queue_spec, handing_back, method, times):
+def _(broker, vhost, queue_spec, step_consumers, method, times):
     with Producer(broker.params(vhost), queue_spec):
         pass                                    # the queue as the scenario declared it
     consumer = HandingBack(broker.params(vhost), queue_spec.name, method, int(times))
-    handing_back.append(consumer)
+    step_consumers.append(consumer)
     consumer.consuming.wait(DEADLINE)
     assert consumer.error is None, f"the worker failed: {consumer.error!r}"
     return consumer

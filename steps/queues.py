@@ -175,9 +175,9 @@ def queue_counts(broker, vhost, name):
     return None
 
 
-#: Seconds a queue's counts must hold still before a Then takes them: four statistics intervals
-#: of the throwaway brokers (collect_statistics_interval = 500 ms), so a sample that lagged
-#: behind the queue is replaced within it.
+#: Seconds a queue's counts must hold still before a Then takes them: two samples of the
+#: throwaway brokers' management collectors (every second: COMMON_CONF in
+#: workqueue/testing/base.py), so a sample that lagged behind the queue is replaced within it.
 HOLD_SECONDS = 2.0
 
 

@@ -93,20 +93,26 @@ def _given_count(hander, task):
 
 def _settled(broker, vhost, queue_spec, hander, task):
     """Once the task queue is empty (nothing ready, nothing unacknowledged) with the count of
-    deliveries holding still for HOLD_SECONDS: (deliveries, counts); else what was seen last."""
+    deliveries holding still for HOLD_SECONDS: (deliveries, counts); else what was seen last.
+    A task held back for a delayed retry is neither ready nor unacknowledged while it waits,
+    so the queue looks empty between deliveries: a delivery or a count seen during the hold
+    starts the wait again (the management API's counts trail by about a second, so this shows
+    from RabbitMQ 4.3 on, the only version with delayed retries)."""
     def quiet():
         return exact_counts(broker, vhost, queue_spec.name) == (0, 0, 1)
 
-    try:
-        wait_until(quiet, DEADLINE, f"{queue_spec.name} to be empty")
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            wait_until(quiet, deadline - time.monotonic(), f"{queue_spec.name} to be empty")
+        except TimeoutError:
+            break                               # said by the caller
         given = _given_count(hander, task)
         try:
             wait_until(lambda: _given_count(hander, task) != given or not quiet(), HOLD_SECONDS,
                        f"{task} given again")
         except TimeoutError:
-            pass                                # held still: read below
-    except TimeoutError:
-        pass                                    # said by the caller
+            break                               # held still: read below
     return _given_count(hander, task), exact_counts(broker, vhost, queue_spec.name)
 
 

@@ -19,7 +19,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable
-from queue import Queue
+from queue import SimpleQueue
 from typing import Any
 
 import pika
@@ -72,7 +72,7 @@ class Outcome(enum.Enum):
     REQUEUE = "requeue"      # not started (the worker is stopping): given back as it was
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Delivery:
     """One task as the handler sees it."""
 
@@ -174,7 +174,7 @@ class RetryPolicy:
         channel.basic_ack(tag)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Task:
     """A delivered task on its way from the connection thread to the handler thread."""
 
@@ -231,7 +231,9 @@ class Worker:
         self.policy = RetryPolicy.for_queue(self.queue)
         self.on_consuming = on_consuming or (lambda: None)
         self._stopping = threading.Event()
-        self._tasks: Queue[_Task | None] = Queue()
+        # Tasks go to the handler thread in batches, one per read of the socket: one hand-off
+        # (a lock and a wake-up) per batch instead of one per task (bench/README.md).
+        self._tasks: SimpleQueue[list[_Task] | None] = SimpleQueue()
         self._session: _Session | None = None
         self._in_hand: Delivery | None = None       # the task the handler is running
 
@@ -284,12 +286,16 @@ class Worker:
         finally:
             self._session = None
 
-    def _deliver(self, session: _Session, method, properties, body: bytes) -> None:
-        """A task arrived (connection thread): hand it to the handler thread."""
+    def _task(self, session: _Session, method, properties, body: bytes) -> _Task:
+        """A task arrived (connection thread), as the handler thread will take it."""
         headers = dict(properties.headers) if properties.headers else {}
         delivery = Delivery(body, method.redelivered, RetryPolicy.earlier_deliveries(headers),
                             properties.message_id, headers)
-        self._tasks.put(_Task(session, method.delivery_tag, properties, delivery))
+        return _Task(session, method.delivery_tag, properties, delivery)
+
+    def _deliver(self, batch: list[_Task]) -> None:
+        """Hand the tasks of one read of the socket to the handler thread."""
+        self._tasks.put(batch)
 
     # -- handler thread -------------------------------------------------------------------
     def _handle_forever(self) -> None:
@@ -301,13 +307,18 @@ class Worker:
                 h, held = held, None
                 h.session.post(lambda: h.session.ack_done(h.tag, h.count))
 
+        batch: list[_Task] = []
         while True:
-            if held is not None and self._tasks.empty():
-                release()                               # nothing else delivered: ack now
-            task = self._tasks.get()
-            if task is None:
-                release()
-                return
+            if not batch:
+                if held is not None and self._tasks.empty():
+                    release()                           # nothing else delivered: ack now
+                taken = self._tasks.get()
+                if taken is None:
+                    release()
+                    return
+                batch = taken
+                batch.reverse()                         # taken from the end, in delivery order
+            task = batch.pop()
             if held is not None and held.session is not task.session:
                 held = None                             # that connection is gone: redelivered
             if task.session is not self._session and not self.auto_ack:
@@ -366,6 +377,7 @@ class _Session:
         self.subscribing = False        # basic.consume sent, its answer not yet in
         self.cancel_sent = False
         self.outstanding = 0            # delivered to this session, not yet settled
+        self.arrived: list[_Task] = []  # delivered in this read of the socket, not handed over yet
 
     def run(self) -> None:
         self.connection = pika.SelectConnection(
@@ -434,7 +446,14 @@ class _Session:
 
     def _on_message(self, method, properties, body):
         self.outstanding += 1
-        self.worker._deliver(self, method, properties, body)
+        if not self.arrived:            # the first of this read: hand them over once it is done
+            self.connection.ioloop.call_later(0, self._hand_over)
+        self.arrived.append(self.worker._task(self, method, properties, body))
+
+    def _hand_over(self):
+        if self.arrived:
+            batch, self.arrived = self.arrived, []
+            self.worker._deliver(batch)
 
     # -- settling (posted by the handler thread) ---------------------------------------------
     def settle(self, task: _Task, outcome: Outcome) -> None:
@@ -513,6 +532,8 @@ class _Session:
             self.connection.close()
 
     def _on_closed(self, _connection, reason):
+        if self.worker.auto_ack:
+            self._hand_over()           # the broker has forgotten them: the worker does them
         graceful = self.worker.stopping and self.error is None
         if not graceful and self.error is None:
             self.error = ConnectionLost(f"connection to the broker at {describe(self.params)} lost: "

@@ -3,7 +3,8 @@ Feature: A cluster of three nodes
   Users who outgrow one broker run three RabbitMQ nodes as one cluster. A quorum queue keeps a
   copy of every task on a majority of the nodes and elects a new leader when its leader dies; a
   classic queue lives on one node only. Workers and producers are given every node's address
-  and fail over between them.
+  and fail over between them. RabbitMQ 4.3 keeps the tasks of a lost node's consumers for a
+  minute before others get them (consumer_disconnected_timeout); the test cluster sets 5 s.
 
   Background:
     Given a cluster of three nodes

@@ -248,7 +248,7 @@ def wait_counts(broker, vhost, name, expected, hold=HOLD_SECONDS):
     held_until = time.monotonic() + hold
     while time.monotonic() < held_until:
         counts = exact_counts(broker, vhost, name)
-        if (counts is not None and counts[1] == "unknown" and _fits((counts[0], None, counts[2]), expected)
+        if (counts is not None and counts[1] == "unknown" and _fits(counts, (expected[0], None, expected[2]))
                 and time.monotonic() < give_up):
             try:
                 wait_until(fits, max(0.0, give_up - time.monotonic()), f"queue {name!r}")

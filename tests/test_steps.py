@@ -61,3 +61,30 @@ def test_no_step_makes_a_session_fixture_its_target():
                     isinstance(node.value, ast.Constant) and node.value.value in session:
                 found.append(f"{path.name}:{node.value.lineno} {node.value.value}")
     assert not found, found
+
+
+def _readings(monkeypatch, sequence):
+    """wait_counts reads the queue through exact_counts: here, ``sequence`` in turn (the last
+    one for ever after)."""
+    import steps.queues as queues
+    it = iter(sequence)
+    last = [None]
+
+    def read(_broker, _vhost, _name):
+        last[0] = next(it, last[0])
+        return last[0]
+    monkeypatch.setattr(queues, "exact_counts", read)
+    return queues
+
+
+def test_a_hold_of_counts_waits_out_a_sample_that_lags_a_gone_consumer(monkeypatch):
+    """Ready and consumers exact, the unacknowledged count from a sample that lags: a consumer
+    gone within the hold reads "unknown" until the sample agrees, which is no change."""
+    queues = _readings(monkeypatch, [(1, 0, 1), (1, "unknown", 0), (1, "unknown", 0), (1, 0, 0)])
+    queues.wait_counts(None, "/", "task_queue", (1, 0, None), hold=0.6)
+
+
+def test_a_hold_of_counts_fails_on_a_reading_that_contradicts_it(monkeypatch):
+    queues = _readings(monkeypatch, [(1, 0, 1), (2, "unknown", 0), (2, 0, 0)])
+    with pytest.raises(AssertionError, match="had not settled"):
+        queues.wait_counts(None, "/", "task_queue", (1, 0, None), hold=0.6)

@@ -108,10 +108,9 @@ def _(broker, vhost, waiting_queues, holding, count):
         return len(holding.received), unacked
 
     expected = (int(count), int(count))
-    last = [seen()]
 
     def held_still():
-        before = last[0] = seen()
+        before = seen()
         if before[1] is None:
             return False                        # unknown is not an answer
         try:

@@ -229,33 +229,31 @@ def wait_counts(broker, vhost, name, expected, hold=HOLD_SECONDS):
     """Wait until the queue shows ``expected`` (ready, unacked, consumers; None: any), then
     check it holds still for ``hold`` seconds: a count passed through on the way is not taken."""
     seen = []
+    give_up = time.monotonic() + DEADLINE
 
     def fits():
         seen[:] = [exact_counts(broker, vhost, name)]
         return _fits(seen[0], expected)
-    try:
-        wait_until(fits, DEADLINE, f"queue {name!r}")
-    except TimeoutError:
-        # What was seen last, in words of its own: a finding pins this, never the expected.
-        shown = counts_said(seen[0]) if seen else "nothing"
-        raise TimeoutError(f"queue {name!r} last showed {shown}; in {DEADLINE:g} s never "
-                           f"(ready, unacked, consumers) = {_words(expected)}") from None
+
+    def wait_fitting():
+        try:
+            wait_until(fits, max(0.0, give_up - time.monotonic()), f"queue {name!r}")
+        except TimeoutError:
+            # What was seen last, in words of its own: a finding pins this, never the expected.
+            shown = counts_said(seen[0]) if seen else "nothing"
+            raise TimeoutError(f"queue {name!r} last showed {shown}; in {DEADLINE:g} s never "
+                               f"(ready, unacked, consumers) = {_words(expected)}") from None
+    wait_fitting()
     # Held still: every reading within ``hold`` fits. A reading whose exact numbers fit but whose
     # unacknowledged count is "unknown" (the statistics' sample lags a change the exact numbers
     # already show, such as a consumer gone) says nothing either way: the wait for a sample
     # that agrees starts again, and then the hold (until DEADLINE).
-    give_up = time.monotonic() + DEADLINE
     held_until = time.monotonic() + hold
     while time.monotonic() < held_until:
         counts = exact_counts(broker, vhost, name)
         if (counts is not None and counts[1] == "unknown" and _fits(counts, (expected[0], None, expected[2]))
                 and time.monotonic() < give_up):
-            try:
-                wait_until(fits, max(0.0, give_up - time.monotonic()), f"queue {name!r}")
-            except TimeoutError:
-                shown = counts_said(seen[0]) if seen else "nothing"
-                raise TimeoutError(f"queue {name!r} last showed {shown}; in {DEADLINE:g} s never "
-                                   f"(ready, unacked, consumers) = {_words(expected)} again") from None
+            wait_fitting()
             held_until = time.monotonic() + hold
             continue
         assert _fits(counts, expected), (f"queue {name!r} showed {expected} and then {counts} within "

@@ -53,6 +53,13 @@ CLUSTER_CONF = "cluster_partition_handling = pause_minority\n"
 CLUSTER_APP_ENV = {"consumer_disconnected_timeout": 5000}
 
 
+def member_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A cluster's keyword arguments for its members' brokers: the cluster's configuration and
+    settings before the caller's own."""
+    return {**kwargs, "extra_conf": CLUSTER_CONF + kwargs.get("extra_conf", ""),
+            "app_env": {**CLUSTER_APP_ENV, **(kwargs.get("app_env") or {})}}
+
+
 def join_conf(seed: str) -> str:
     """The configuration of a node that joins the cluster of ``seed`` (a node name) as it boots."""
     return ("cluster_formation.peer_discovery_backend = classic_config\n"
@@ -305,8 +312,7 @@ class NodeCluster(Cluster):
     def __init__(self, size: int = 3, **kwargs: Any):
         from workqueue.testing.node import Epmd, NodeBroker
 
-        kwargs["extra_conf"] = CLUSTER_CONF + kwargs.get("extra_conf", "")
-        kwargs["app_env"] = {**CLUSTER_APP_ENV, **(kwargs.get("app_env") or {})}
+        kwargs = member_kwargs(kwargs)
         self.base = Path(tempfile.mkdtemp(prefix="workqueue-cluster-"))
         self.lan: netns.Lan | None = None
         self.epmds: list[Epmd] = []
@@ -388,8 +394,7 @@ class ContainerCluster(Cluster):
 
         from workqueue.testing.container import ContainerBroker
 
-        kwargs["extra_conf"] = CLUSTER_CONF + kwargs.get("extra_conf", "")
-        kwargs["app_env"] = {**CLUSTER_APP_ENV, **(kwargs.get("app_env") or {})}
+        kwargs = member_kwargs(kwargs)
         self.network = Network().create()
         tag = secrets.token_hex(3)
         cookie = secrets.token_hex(16).upper()

@@ -178,13 +178,16 @@ def send_through(count, producer, fault):
 def _(broker, vhost, queue_spec, nemesis, count):
     """publish_many returns once every task is confirmed; the crash follows at once, with no
     wait between (the queue itself is a few seconds old: the Given). A producer that returned
-    before its confirms leaves tasks the broker had not written yet. Its window is every task:
-    only the confirms hold publish_many back (with the default window of 1000, a producer that
-    did not wait for them still returned with at most the last 1000 in flight, which a broker on
-    a fast machine had written before the crash: the mutant no-confirms-crash survived in CI,
-    2026-12-06)."""
+    before its confirms leaves tasks the broker had not written yet. Its window is more than
+    every task: only the confirms hold publish_many back. With the default window of 1000, a
+    producer that did not wait for them still returned with at most the last 1000 in flight,
+    which a broker on a fast machine had written before the crash; with a window of exactly
+    every task, the producer learns that nothing is left only when it asks for more, on the
+    first confirm, by when a fast broker had written them all (the mutant no-confirms-crash
+    survived in CI twice, 2026-12-06, the second time with that window). One more, and every
+    task is published, the batch ends and the crash strikes before any confirm."""
     tasks = [f"task {n}" for n in range(1, count + 1)]
-    producer = Producer(broker.params(vhost), queue_spec, window=count)
+    producer = Producer(broker.params(vhost), queue_spec, window=count + 1)
     with producer:
         producer.publish_many(tasks)
         nemesis(broker).crash(broker)

@@ -86,7 +86,7 @@ IMPL_FILE ?=
 # it to other projects) on the project's own manifest.
 conformance: venv rabbitmq
 	$(BIN)/workqueue-conformance --broker=$(if $(filter container,$(BROKER)),container,node) --impl $(IMPL) \
-	  $(if $(IMPL_FILE),--impl-file $(IMPL_FILE)) $(if $(filter command line,$(origin JOBS)),--jobs $(JOBS))
+	  $(if $(IMPL_FILE),--impl-file $(IMPL_FILE)) $(if $(filter-out default file,$(origin JOBS)),--jobs $(JOBS))
 
 # The mutants run on the node backend unless BROKER names the container one.
 mutants: venv rabbitmq

@@ -286,8 +286,8 @@ def package_version(broker):
     if broker != "node":
         return None
     from workqueue.testing import debian
-    package = debian.installed_package()
-    return package.split("-")[0].split("+")[0] if package else None
+    parsed = debian.parse(debian.installed_package())
+    return ".".join(str(part) for part in parsed[:3]) if parsed else None
 
 
 def judge_versions(rows, version):
@@ -296,6 +296,12 @@ def judge_versions(rows, version):
         if r.versions and version not in r.versions:
             r.result, r.control = "elsewhere", "passed"
             r.detail = f"its path exists on RabbitMQ {', '.join(r.versions)} only; this run: {version}"
+
+
+def judge_control(row):
+    """A row whose scenarios did not pass unmutated says nothing, whatever its own run did."""
+    if row.control != "passed" and row.result != "elsewhere":
+        row.result, row.detail = "ERROR", "control failed: the scenarios fail without the mutant"
 
 
 def run_row(row, broker, timeout):
@@ -448,18 +454,16 @@ def main(argv=None):
         if known:
             seconds, version = control.result()
             report_control(rows, version, seconds)
-            if version != known:
+            if version is not None and version != known:          # None: no broker started
                 for r in rows:
                     if r.result != "elsewhere":
                         r.control = f"ERROR: the control ran on RabbitMQ {version}, the package is {known}"
         for future in concurrent.futures.as_completed(futures):
             r = future.result()
-            if r.control != "passed":
-                r.result, r.detail = "ERROR", "control failed: the scenarios fail without the mutant"
+            judge_control(r)
             print(f"mutants: {r.id}: {r.result} ({r.seconds:.0f} s)", flush=True)
         for r in rows:
-            if r.control != "passed" and r.result not in ("elsewhere", "ERROR"):
-                r.result, r.detail = "ERROR", "control failed: the scenarios fail without the mutant"
+            judge_control(r)                    # and the rows not run for it
     except Interrupted:
         _stopping.set()
         with _lock:

@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(config, items):
     pytest_runtest_makereport)."""
     scheduling.keep_cluster_tests_together(config, items)
     scheduling.longest_first(config, items)
-    skip_own_broker_on_url(config, items)
+    skip_broker_settings_on_url(config, items)
     defects = {key: d for key, d in DEFECTS.items() if any(item.get_closest_marker(f"defect_{key}") for item in items)}
     session_broker = workqueue_plugin.session_broker(config) if defects else None
     version = session_broker.version if session_broker else None
@@ -93,10 +93,11 @@ def pytest_collection_modifyitems(config, items):
                 item.stash[EXPECTED_FAILURE] = {"reason": reason, **defect["symptom"]}
 
 
-def skip_own_broker_on_url(config, items):
-    """The scenarios tagged @own_broker need a broker configured for them (steps/broker.py:
-    a consumer timeout of 5 s, resource alarms that block no other scenario), which a broker the
-    user gives (--broker=url) is not: skipped there, with the reason."""
+def skip_broker_settings_on_url(config, items):
+    """The scenarios tagged @broker_settings change their broker's settings while they run, or
+    raise its alarms (steps/broker.py: a consumer timeout of 5 s, a memory alarm), which the
+    broker of a test process may take and a broker the user gives (--broker=url), shared by
+    every test process and maybe by others, may not: skipped there, with the reason."""
     from workqueue.testing import BrokerError
     try:
         kind = workqueue_plugin.backend(config)
@@ -104,11 +105,11 @@ def skip_own_broker_on_url(config, items):
         return                      # each test that asks for a broker fails, saying why
     if kind != "url":
         return
-    skip = pytest.mark.skip(reason="needs a broker of its own, configured for it (a consumer timeout of 5 s, "
-                                   "resource alarms that block no other scenario): run with --broker=node "
-                                   "or --broker=container")
+    skip = pytest.mark.skip(reason="changes its broker's settings while it runs (a consumer timeout of 5 s) or "
+                                   "raises its alarms, which a shared broker must not see: run with "
+                                   "--broker=node or --broker=container")
     for item in items:
-        if item.get_closest_marker("own_broker"):
+        if item.get_closest_marker("broker_settings"):
             item.add_marker(skip)
 
 

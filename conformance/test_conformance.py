@@ -11,9 +11,10 @@ scenarios("dispatch", "reliability", "production")
 
 @pytest.fixture
 def broker(broker, request):
-    """The session's broker; for a scenario tagged @own_broker (the consumer timeout's), the
-    broker of its own (steps/broker.py)."""
-    return scenario_broker(request, broker)
+    """The session's broker; for a scenario tagged @broker_settings (the consumer timeout's), with
+    its settings while it runs (steps/broker.py)."""
+    with scenario_broker(request, broker) as configured:
+        yield configured
 
 
 @pytest.fixture(autouse=True)

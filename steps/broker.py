@@ -1,6 +1,8 @@
 """The broker: restarts, crashes, and brokers configured for one scenario."""
 
+import contextlib
 import dataclasses
+import re
 import socket
 import threading
 import time
@@ -124,41 +126,61 @@ def _(workers, outage, name, seconds):
 CONSUMER_TIMEOUT_TICK_MS = 500
 
 
-#: The consumer timeout of the broker of its own that scenarios tagged @own_broker run on.
-OWN_BROKER_CONSUMER_TIMEOUT = 5
+#: The consumer timeout that scenarios tagged @broker_settings give their broker, in seconds.
+SCENARIO_CONSUMER_TIMEOUT = 5
 
 
-@pytest.fixture(scope="session")
-def own_broker(broker_backend):
-    """The broker of the scenarios tagged @own_broker (tests/test_production.py makes it their
-    ``broker``): a consumer timeout of 5 s, checked every half second, and resource alarms that
-    block no other scenario's producers. One per test process, started on first use (a boot
-    costs about 4 s of CPU); its scenarios run one after another on it. Not a target_fixture: a
-    step's target_fixture named ``broker`` would overwrite the session's broker for the session
-    (pytest-bdd 9 sets the cached value of the active, session-scoped fixture definition)."""
-    configured = make_broker(broker_backend,
-                             extra_conf=f"consumer_timeout = {OWN_BROKER_CONSUMER_TIMEOUT * 1000}\n",
-                             app_env={"channel_tick_interval": CONSUMER_TIMEOUT_TICK_MS})
-    configured.consumer_timeout = OWN_BROKER_CONSUMER_TIMEOUT
+def _env_term(value):
+    """An integer, or ``undefined``, as rabbitmqctl eval prints a setting (read_settings)."""
+    return None if value == "undefined" else int(value)
+
+
+@contextlib.contextmanager
+def broker_settings(broker):
+    """The settings of a scenario tagged @broker_settings, on the broker of its test process: a
+    consumer timeout of 5 s, checked every half second, set on the running broker as RabbitMQ's
+    documentation shows (``rabbitmqctl eval 'application:set_env(rabbit, consumer_timeout,
+    ...)'``, read by each channel as it opens on 3.10 and 4.0, by each consume on 4.3; the
+    channel tick as each channel arms its timer), before the scenario's first step; the
+    broker's own values are set back at its end. Each test process has a broker of its own and
+    runs one scenario at a time, so the settings and the alarms the scenario raises reach no
+    other scenario (a broker given with --broker=url is shared: skipped there, conftest.py).
+    Before 2026-12-07 these scenarios booted a broker of their own in each test process."""
+    out = broker.ctl("eval", "Old = [case application:get_env(rabbit, K) of {ok, V} -> V; undefined -> undefined end "
+                             "|| K <- [consumer_timeout, channel_tick_interval]], "
+                             f"ok = application:set_env(rabbit, consumer_timeout, {SCENARIO_CONSUMER_TIMEOUT * 1000}), "
+                             f"ok = application:set_env(rabbit, channel_tick_interval, {CONSUMER_TIMEOUT_TICK_MS}), "
+                             "Old.")
+    found = re.search(r"\[(\w+),\s*(\w+)\]", out)
+    assert found, f"rabbitmqctl eval answered {out.strip()!r}, not the broker's settings"
+    own = dict(zip(("consumer_timeout", "channel_tick_interval"), map(_env_term, found.groups())))
+    broker.consumer_timeout = SCENARIO_CONSUMER_TIMEOUT
     try:
-        configured.start()
-        yield configured
+        yield broker
     finally:
-        configured.close()
+        del broker.consumer_timeout
+        if broker.is_ready():       # a broker left down is started again (on its own settings)
+            broker.ctl("eval", " ".join(
+                f"ok = application:unset_env(rabbit, {key})," if value is None else
+                f"ok = application:set_env(rabbit, {key}, {value}),"
+                for key, value in own.items()) + " ok.")
 
 
+@contextlib.contextmanager
 def scenario_broker(request, broker):
-    """The ``broker`` of a scenario: the session's, or for a scenario tagged @own_broker the
-    broker of its own (``own_broker``). A test module whose scenarios include @own_broker ones
+    """The ``broker`` of a scenario: for a scenario tagged @broker_settings, with its settings
+    (``broker_settings``) while it runs. A test module whose scenarios include such ones
     overrides its ``broker`` fixture with this."""
-    if request.node.get_closest_marker("own_broker") is None:
-        return broker
-    return request.getfixturevalue("own_broker")
+    if request.node.get_closest_marker("broker_settings") is None:
+        yield broker
+    else:
+        with broker_settings(broker) as configured:
+            yield configured
 
 
 def own(broker):
-    assert getattr(broker, "consumer_timeout", None) == OWN_BROKER_CONSUMER_TIMEOUT, (
-        "this step needs the broker of its own: tag the feature @own_broker")
+    assert getattr(broker, "consumer_timeout", None) == SCENARIO_CONSUMER_TIMEOUT, (
+        "this step needs the scenario's broker settings: tag the feature @broker_settings")
     return broker
 
 
@@ -185,7 +207,7 @@ def consumer_timeout_setting(broker):
         changed.append(term)
     yield set_
     if changed:
-        broker.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {OWN_BROKER_CONSUMER_TIMEOUT * 1000}).")
+        broker.ctl("eval", f"application:set_env(rabbit, consumer_timeout, {SCENARIO_CONSUMER_TIMEOUT * 1000}).")
 
 
 @given("the broker's consumer timeout is set to undefined")
@@ -201,7 +223,7 @@ def _(broker, log_mark):
     assert not said, f"the broker logged: {said[-1].strip()}"
 
 
-@given("a broker of its own, for resource alarms")
+@given("a broker whose alarms reach no other scenario")
 def _(broker):
     own(broker)
 
@@ -211,20 +233,34 @@ def memory_alarm(broker):
     return next(iter(n.get("mem_alarm") for n in broker.management.request("GET", "/api/nodes")), None)
 
 
+def memory_watermark(broker):
+    """The broker's memory high watermark as ``rabbitmqctl set_vm_memory_high_watermark`` takes
+    it: a fraction ("0.4") or ["absolute", bytes]."""
+    out = broker.ctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().").strip()
+    if re.fullmatch(r"\d+(\.\d+)?", out):
+        return [out]
+    found = re.fullmatch(r"\{absolute,\s*(\d+)\}", out)
+    assert found, f"rabbitmqctl eval gave the memory high watermark as {out!r}"
+    return ["absolute", found.group(1)]
+
+
 @pytest.fixture
 def alarm(broker):
     """Raise and clear the memory alarm of the (scenario's) broker: a high watermark of 0 sets
-    it off at once (RabbitMQ's documented way to block all publishing); cleared at the end."""
+    it off at once (RabbitMQ's documented way to block all publishing); cleared by setting the
+    broker's own watermark back (0.4 by default on 3.10, 0.6 on 4.x), also at the end."""
     class Alarm:
         raised = False
+        own = None
 
         def raise_(self):
+            self.own = self.own or memory_watermark(broker)
             broker.ctl("set_vm_memory_high_watermark", "0")
             self.raised = True
             wait_until(lambda: memory_alarm(broker) is True, DEADLINE, "the memory alarm to be up")
 
         def clear(self):
-            broker.ctl("set_vm_memory_high_watermark", "0.4")
+            broker.ctl("set_vm_memory_high_watermark", *self.own)
             self.raised = False
             wait_until(lambda: memory_alarm(broker) is False, DEADLINE, "the memory alarm to clear")
     a = Alarm()

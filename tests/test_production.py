@@ -9,9 +9,10 @@ from steps.broker import scenario_broker
 
 @pytest.fixture
 def broker(broker, request):
-    """The session's broker; for a scenario tagged @own_broker, the broker of its own
-    (steps/broker.py's ``own_broker``): a short consumer timeout, alarms that block nobody else."""
-    return scenario_broker(request, broker)
+    """The session's broker; for a scenario tagged @broker_settings, with its settings while it
+    runs (steps/broker.py's ``broker_settings``): a short consumer timeout."""
+    with scenario_broker(request, broker) as configured:
+        yield configured
 
 
 scenarios("production")

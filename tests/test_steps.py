@@ -49,11 +49,11 @@ def test_no_step_makes_a_session_fixture_its_target():
     would overwrite that fixture's value for the rest of the test process: pytest-bdd 9 sets the
     cached value of the active fixture definition (seen 2026-12-02: the consumer-timeout
     scenarios' broker leaked into later scenarios). A scenario needing another broker gets it
-    through a fixture (tests/test_production.py's ``broker`` for @own_broker)."""
+    through a fixture (tests/test_production.py's ``broker`` for @broker_settings)."""
     import ast
     import pathlib
 
-    session = {"broker", "cluster", "broker_backend", "own_broker"}
+    session = {"broker", "cluster", "broker_backend"}
     found = []
     for path in sorted((pathlib.Path(__file__).parent.parent / "steps").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -88,3 +88,21 @@ def test_a_hold_of_counts_fails_on_a_reading_that_contradicts_it(monkeypatch):
     queues = _readings(monkeypatch, [(1, 0, 1), (2, "unknown", 0), (2, 0, 0)])
     with pytest.raises(AssertionError, match="had not settled"):
         queues.wait_counts(None, "/", "task_queue", (1, 0, None), hold=0.6)
+
+
+@pytest.mark.broker_settings
+def test_a_scenarios_broker_settings_are_set_back(broker):
+    """A scenario tagged @broker_settings runs with a consumer timeout of 5 s checked every half
+    second on its test process's broker, which has its own values back once the scenario ends
+    (the next scenario on that broker must not inherit them)."""
+    from steps.broker import CONSUMER_TIMEOUT_TICK_MS, SCENARIO_CONSUMER_TIMEOUT, broker_settings
+
+    def read():
+        return broker.ctl("eval", "[application:get_env(rabbit, K) || K <- [consumer_timeout, "
+                                  "channel_tick_interval]].").strip()
+    before = read()
+    with broker_settings(broker) as configured:
+        assert configured.consumer_timeout == SCENARIO_CONSUMER_TIMEOUT
+        assert read() == f"[{{ok,{SCENARIO_CONSUMER_TIMEOUT * 1000}}},{{ok,{CONSUMER_TIMEOUT_TICK_MS}}}]"
+    assert read() == before
+    assert not hasattr(broker, "consumer_timeout")

@@ -1,12 +1,12 @@
-@production @own_broker
+@production @broker_settings
 Feature: A task longer than the broker's consumer timeout
   RabbitMQ gives a worker a limited time to acknowledge a task it holds: consumer_timeout, 30
   minutes by default. Past it the broker takes the task back and gives it to another worker:
   RabbitMQ 3.10 and 4.0 close the worker's channel, 4.3 cancels its consumer (and, on a classic
   queue, has no consumer timeout at all). The worker finishes the task it is running (that
   acknowledgment is lost: the task is done twice) and consumes again: it never silently stops
-  (the project's worker also says so in its log). These scenarios run on a broker of their own, with a consumer timeout of 5 seconds
-  checked every half second (RabbitMQ checks once a minute by default).
+  (the project's worker also says so in its log). These scenarios set their broker's consumer timeout
+  to 5 seconds, checked every half second (RabbitMQ checks once a minute by default), while they run.
 
   Background:
     Given a broker whose consumer timeout is 5 seconds

@@ -1,14 +1,14 @@
-@production @broker_control @own_broker
+@production @broker_control @broker_settings
 Feature: A resource alarm blocks the producers, not the workers
   A node low on memory or disk raises a resource alarm: it blocks every connection that
   publishes (connection.blocked, with the reason) and goes on delivering to consumers, so the
   workers drain the queue. The producer says it is blocked and why, and waits: it sends on once
   the alarm clears, or gives up after its blocked timeout (new_task --blocked-timeout, 60 s by
-  default) with exit code 8, having reported nothing as sent that was not confirmed. These
-  scenarios run on a broker of their own: an alarm blocks every producer of its broker.
+  default) with exit code 8, having reported nothing as sent that was not confirmed. An alarm
+  blocks every producer of its broker: these scenarios run on a broker no other scenario uses meanwhile.
 
   Background:
-    Given a broker of its own, for resource alarms
+    Given a broker whose alarms reach no other scenario
 
   Rule: During a resource alarm the workers go on and the producer waits
 

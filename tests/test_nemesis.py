@@ -1,4 +1,4 @@
-"""The nemesis's observations (workqueue.testing.nemesis) on a broker of its own: each fault is
+"""The nemesis's observations (workqueue.testing.nemesis) on the test process's broker: each fault is
 seen as what it is, and each observation fails when its fault is swapped for a weaker one (a
 graceful stop for a crash, a no-op for a pause, a pause or nothing for a partition, SIGTERM
 for a worker's kill). The leader's and the cluster's own are in tests/test_cluster_faults.py."""
@@ -8,17 +8,19 @@ import signal
 
 import pytest
 
-from workqueue.testing import make_broker
 from workqueue.testing.nemesis import FaultNotObserved, Nemesis
 from workqueue.testing.processes import WorkerProcess
 
 pytestmark = [pytest.mark.harness, pytest.mark.broker_control]
 
 
-@pytest.fixture(scope="module")
-def own(broker_backend):
-    with make_broker(broker_backend) as broker:
-        yield broker
+@pytest.fixture
+def own(broker):
+    """The test process's broker, faulted as a scenario faults it (and started again after the
+    test if it was left down, as after a scenario). Until 2026-12-07 a broker of the module's
+    own: a boot and a graceful stop more in each test process that ran one of these tests."""
+    yield broker
+    broker.ensure_healthy()
 
 
 def test_a_crash_is_seen_as_a_sigkill_and_a_graceful_stop_is_not_one(own, monkeypatch):

@@ -145,7 +145,7 @@ def broker_settings(broker):
     broker's own values are set back at its end. Each test process has a broker of its own and
     runs one scenario at a time, so the settings and the alarms the scenario raises reach no
     other scenario (a broker given with --broker=url is shared: skipped there, conftest.py).
-    Before 2026-12-07 these scenarios booted a broker of their own in each test process."""
+    Until 2026-12-06 these scenarios booted a broker of their own in each test process."""
     out = broker.ctl("eval", "Old = [case application:get_env(rabbit, K) of {ok, V} -> V; undefined -> undefined end "
                              "|| K <- [consumer_timeout, channel_tick_interval]], "
                              f"ok = application:set_env(rabbit, consumer_timeout, {SCENARIO_CONSUMER_TIMEOUT * 1000}), "

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.harness, pytest.mark.broker_control]
 @pytest.fixture
 def own(broker):
     """The test process's broker, faulted as a scenario faults it (and started again after the
-    test if it was left down, as after a scenario). Until 2026-12-07 a broker of the module's
+    test if it was left down, as after a scenario). Until 2026-12-06 a broker of the module's
     own: a boot and a graceful stop more in each test process that ran one of these tests."""
     yield broker
     broker.ensure_healthy()

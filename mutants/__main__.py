@@ -21,9 +21,10 @@ the plugin mutants/verdict.py), never from the text it printed. A row is
              does not compile or a command does not import, the control run of one of its
              scenarios failed, a Given or When failed (even on an assertion), a fixture or a
              broker did not start, a worker exited before it ever consumed, a teardown failed,
-             the row ran out of time; or the code under test crashed ("crashed": a command
-             or a worker printed a traceback), whichever step then failed. Such a row says
-             nothing until it is fixed.
+             the row ran out of time, a scenario that is a known defect's expected failure
+             on this version failed as expected again (it cannot tell); or the code under
+             test crashed ("crashed": a command or a worker printed a traceback), whichever
+             step then failed. Such a row says nothing until it is fixed.
 
 A row whose path exists on some RabbitMQ versions only (``versions``) is run only against those
 (``elsewhere`` on any other: the node's package or the control run tells which version the
@@ -236,6 +237,26 @@ def classify(record, expect=None):
     return "ERROR", f"caught in a {step_type.capitalize()}, not a Then: {text}"
 
 
+def judge_run(code, ran, expect=None):
+    """(result, text) of a mutated run that ended with pytest's exit ``code``, from the verdicts
+    of the tests it ran (skipped ones left out). A scenario that is a strict expected failure on
+    this version (a known defect) and failed as expected again says nothing about the edit: it
+    fails with or without it, and only its XPASS could kill the row; a row left with such a
+    scenario and no failure is an ERROR, not SURVIVED (SURVIVED: every scenario passed)."""
+    failed = next((r for r in ran if r["outcome"] not in ("passed", "xfailed")), None)
+    if failed is not None:
+        if failed["outcome"] != "failed":
+            return "ERROR", f"{failed['nodeid']} {failed['outcome']}"
+        return classify(failed, expect)
+    expected = next((r for r in ran if r["outcome"] == "xfailed"), None)
+    if code == 0 and expected is not None:
+        return "ERROR", (f"{expected['nodeid']} is a known defect's expected failure on this RabbitMQ "
+                         "version: it fails with or without the edit (only its XPASS would kill the row)")
+    if code == 0 and ran:
+        return "SURVIVED", ""
+    return "ERROR", f"pytest exit {code} and no failing test recorded"
+
+
 def control_run(rows, broker, jobs, timeout):
     """Run every row's scenarios once, unmutated, in one scratch copy with ``jobs`` test
     processes; set each row's control to "passed" or to why not. Returns the seconds it took and
@@ -327,24 +348,15 @@ def run_row(row, broker, timeout):
         records = read_verdicts(verdicts)
         ran = [r for s in row.scenarios for r in records_for(records, s) if r["outcome"] != "skipped"]
         row.ran = len(ran)
-        # an expected failure that still fails as expected: the mutant changed nothing there
-        failed = next((r for r in ran if r["outcome"] not in ("passed", "xfailed")), None)
         if code in (2, 3, 4, 5):                      # interrupted, internal, usage, no tests
             tail = (directory / "pytest.log").read_text(errors="replace").strip().splitlines()[-3:]
             row.result, row.detail = "ERROR", f"pytest exit {code}: {' | '.join(tail)[:300]}"
-        elif failed is not None:
-            if failed["outcome"] != "failed":
-                row.result, row.detail = "ERROR", f"{failed['nodeid']} {failed['outcome']}"
-            else:
-                row.result, text = classify(failed, row.expect)
-                if row.result == "killed":
-                    row.caught_by = text
-                else:
-                    row.detail = text
-        elif code == 0 and ran:
-            row.result = "SURVIVED"
+            return row
+        row.result, text = judge_run(code, ran, row.expect)
+        if row.result == "killed":
+            row.caught_by = text
         else:
-            row.result, row.detail = "ERROR", f"pytest exit {code} and no failing test recorded"
+            row.detail = text
     return row
 
 

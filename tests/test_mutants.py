@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from mutants.__main__ import classify, load, read_verdicts
+from mutants.__main__ import classify, judge_run, load, read_verdicts
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -114,6 +114,10 @@ STEPS = textwrap.dedent('''
     def test_known_defect_gone():
         pass
 
+    @pytest.mark.xfail(strict=True, reason="a known defect")
+    def test_known_defect_still_there():
+        assert False, "the defect's symptom"
+
     def test_plain_check():
         assert 2 + 2 == 5, "a plain test's own check"
 
@@ -170,6 +174,19 @@ def test_a_crash_of_the_code_under_test_is_an_error_and_a_defects_xpass_a_kill(v
                  "Then the command exited with code 0: AssertionError: new_task exited with code 1")
     result, text = classify(verdicts["test_known_defect_gone"])
     assert (result, text.split(":")[0]) == ("killed", "XPASS(strict)"), text
+
+
+def test_a_known_defects_scenario_failing_as_expected_is_no_survivor(verdicts):
+    """A row's scenario that is a strict expected failure on the run's version fails with or
+    without the edit: the row is an ERROR that says so, not SURVIVED (seen: hint-inverted on the
+    4.3.6 container, whose scenario is defect transient_nonexcl_queues_denied there)."""
+    still = verdicts["test_known_defect_still_there"]
+    assert still["outcome"] == "xfailed", still
+    result, text = judge_run(0, [verdicts["test_nothing_fails"], still])
+    assert result == "ERROR" and "fails with or without the edit" in text, text
+    assert judge_run(0, [verdicts["test_nothing_fails"]]) == ("SURVIVED", "")
+    assert judge_run(1, [verdicts["test_known_defect_gone"]])[0] == "killed"
+    assert judge_run(1, [verdicts["test_a_given_fails_on_an_assertion"]])[0] == "ERROR"
 
 
 def test_a_step_the_row_names_may_catch_it_besides_a_then(verdicts):

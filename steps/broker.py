@@ -131,7 +131,7 @@ SCENARIO_CONSUMER_TIMEOUT = 5
 
 
 def _env_term(value):
-    """An integer, or ``undefined``, as rabbitmqctl eval prints a setting (read_settings)."""
+    """An integer, or ``undefined``, as rabbitmqctl eval prints a setting (broker_settings)."""
     return None if value == "undefined" else int(value)
 
 
@@ -153,7 +153,7 @@ def broker_settings(broker):
                              "Old.")
     found = re.search(r"\[(\w+),\s*(\w+)\]", out)
     assert found, f"rabbitmqctl eval answered {out.strip()!r}, not the broker's settings"
-    own = dict(zip(("consumer_timeout", "channel_tick_interval"), map(_env_term, found.groups())))
+    before = dict(zip(("consumer_timeout", "channel_tick_interval"), map(_env_term, found.groups())))
     broker.consumer_timeout = SCENARIO_CONSUMER_TIMEOUT
     try:
         yield broker
@@ -163,7 +163,7 @@ def broker_settings(broker):
             broker.ctl("eval", " ".join(
                 f"ok = application:unset_env(rabbit, {key})," if value is None else
                 f"ok = application:set_env(rabbit, {key}, {value}),"
-                for key, value in own.items()) + " ok.")
+                for key, value in before.items()) + " ok.")
 
 
 @contextlib.contextmanager
@@ -178,7 +178,7 @@ def scenario_broker(request, broker):
             yield configured
 
 
-def own(broker):
+def with_settings(broker):
     assert getattr(broker, "consumer_timeout", None) == SCENARIO_CONSUMER_TIMEOUT, (
         "this step needs the scenario's broker settings: tag the feature @broker_settings")
     return broker
@@ -186,7 +186,7 @@ def own(broker):
 
 @given(parsers.re(r"a broker whose consumer timeout is (?P<seconds>\d+) seconds"))
 def _(broker, seconds):
-    assert own(broker).consumer_timeout == int(seconds), broker.consumer_timeout
+    assert with_settings(broker).consumer_timeout == int(seconds), broker.consumer_timeout
 
 
 @pytest.fixture
@@ -203,7 +203,7 @@ def consumer_timeout_setting(broker):
     changed = []
 
     def set_(term):
-        own(broker).ctl("eval", f"application:set_env(rabbit, consumer_timeout, {term}).")
+        with_settings(broker).ctl("eval", f"application:set_env(rabbit, consumer_timeout, {term}).")
         changed.append(term)
     yield set_
     if changed:
@@ -225,7 +225,7 @@ def _(broker, log_mark):
 
 @given("a broker whose alarms reach no other scenario")
 def _(broker):
-    own(broker)
+    with_settings(broker)
 
 
 def memory_alarm(broker):
@@ -251,16 +251,16 @@ def alarm(broker):
     broker's own watermark back (0.4 by default on 3.10, 0.6 on 4.x), also at the end."""
     class Alarm:
         raised = False
-        own = None
+        watermark = None
 
         def raise_(self):
-            self.own = self.own or memory_watermark(broker)
+            self.watermark = self.watermark or memory_watermark(broker)
             broker.ctl("set_vm_memory_high_watermark", "0")
             self.raised = True
             wait_until(lambda: memory_alarm(broker) is True, DEADLINE, "the memory alarm to be up")
 
         def clear(self):
-            broker.ctl("set_vm_memory_high_watermark", *self.own)
+            broker.ctl("set_vm_memory_high_watermark", *self.watermark)
             self.raised = False
             wait_until(lambda: memory_alarm(broker) is False, DEADLINE, "the memory alarm to clear")
     a = Alarm()

@@ -488,7 +488,23 @@ def main(argv=None):
     pool.shutdown()
     print(table(rows))
     print(f"({args.broker} backend, {time.monotonic() - started:.0f} s in all)")
-    return 0 if all(r.result in ("killed", "elsewhere") for r in rows) else 1
+    failing = not_killed(rows)
+    if failing:
+        print(failing)      # last, where a log's tail (CI's) shows it
+    return 0 if not failing else 1
+
+
+def not_killed(rows, width=300):
+    """The rows that fail the run, each with why, or "" when every row was killed (or ran
+    elsewhere)."""
+    lines = []
+    for r in rows:
+        if r.result in ("killed", "elsewhere"):
+            continue
+        why = [f"control: {r.control}"] if r.control != "passed" else []
+        why += [r.detail] if r.detail else []
+        lines.append(f"  {r.id}: {r.result}: {_short('; '.join(why) or 'no detail', width)}")
+    return f"mutants: {len(lines)} row(s) not killed:\n" + "\n".join(lines) if lines else ""
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from mutants.__main__ import classify, judge_run, load, read_verdicts
+from mutants.__main__ import Row, classify, judge_run, load, not_killed, read_verdicts
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -193,6 +193,22 @@ def test_a_step_the_row_names_may_catch_it_besides_a_then(verdicts):
     record = verdicts["test_a_given_fails_on_an_assertion"]
     assert classify(record, expect=r"^Given a queue that fails")[0] == "killed"
     assert classify(record, expect=r"^When ")[0] == "ERROR"
+
+
+def test_the_rows_that_fail_the_run_come_last_with_why():
+    """What fails a run is printed after the table and its notes, where a log's tail shows it
+    (CI keeps the tail: on 2026-12-06 a run failed and its tail showed only rows that passed)."""
+    rows = [Row("a", "", [], [], result="killed", control="passed"),
+            Row("b", "", [], [], result="elsewhere"),
+            Row("c", "", [], [], result="ERROR", control="features/x.feature::s failed: timed out",
+                detail="control failed: the scenarios fail without the mutant"),
+            Row("d", "", [], [], result="SURVIVED", control="passed")]
+    assert not_killed(rows[:2]) == ""
+    assert not_killed(rows).splitlines() == [
+        "mutants: 2 row(s) not killed:",
+        "  c: ERROR: control: features/x.feature::s failed: timed out; control failed: the scenarios fail without "
+        "the mutant",
+        "  d: SURVIVED: no detail"]
 
 
 def test_every_row_is_well_formed():

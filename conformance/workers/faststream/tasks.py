@@ -1,12 +1,19 @@
 """A FastStream subscriber that does the contract's work: a second per dot
 (WORKER_SECONDS_PER_DOT), awaited as FastStream's handlers are written (``async def``).
 
-Run as FastStream documents it, ``faststream run tasks:app``, with FastStream's defaults: its
-acknowledgement policy (REJECT_ON_ERROR: acknowledged once the handler returns, rejected
-without requeue when it raises), no prefetch limit unless WORKER_PREFETCH asks for one (through
-its ``Channel(prefetch_count=...)``), its robust connection (aio-pika's ``connect_robust``),
-its graceful timeout (15 s). The queue is declared by FastStream (``RabbitQueue``: durable, and
-the arguments the contract asks for). Contract: docs/conformance.md.
+Run as FastStream documents it, ``faststream run tasks:app``. FASTSTREAM_PROFILE picks the
+settings:
+
+- unset: FastStream's defaults: its acknowledgement policy (REJECT_ON_ERROR: acknowledged once
+  the handler returns, rejected without requeue when it raises), no prefetch limit unless
+  WORKER_PREFETCH asks for one (through its ``Channel(prefetch_count=...)``), its robust
+  connection (aio-pika's ``connect_robust``), its graceful timeout;
+- ``reliable``: what FastStream's guide gives for not losing a failing task and for taking one
+  task at a time: ``AckPolicy.NACK_ON_ERROR`` (a task that raised is nacked with requeue, to be
+  tried again) and ``Channel(prefetch_count=1)`` unless WORKER_PREFETCH says otherwise.
+
+The queue is declared by FastStream (``RabbitQueue``: durable, and the arguments the contract
+asks for). Contract: docs/conformance.md.
 """
 
 import asyncio
@@ -16,7 +23,7 @@ import os
 import signal
 import urllib.parse
 
-from faststream import FastStream
+from faststream import AckPolicy, FastStream
 from faststream.rabbit import QueueType, RabbitBroker, RabbitMessage, RabbitQueue
 from faststream.rabbit.schemas import Channel
 
@@ -27,7 +34,8 @@ if env.get("WORKER_HEARTBEAT"):
     query["heartbeat"] = env["WORKER_HEARTBEAT"]
 url = env.get("WORKER_URL", "amqp://")
 url += ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
-prefetch = int(env.get("WORKER_PREFETCH") or 0)
+reliable = env.get("FASTSTREAM_PROFILE") == "reliable"
+prefetch = int(env["WORKER_PREFETCH"]) if env.get("WORKER_PREFETCH") else (1 if reliable else 0)
 
 broker = RabbitBroker(url, default_channel=Channel(prefetch_count=prefetch) if prefetch else None)
 app = FastStream(broker)
@@ -67,7 +75,7 @@ async def consuming():
 last_channel = None
 
 
-@broker.subscriber(queue)
+@broker.subscriber(queue, **({"ack_policy": AckPolicy.NACK_ON_ERROR} if reliable else {}))
 async def work(task: str, message: RabbitMessage):
     global last_channel
     with contextlib.suppress(Exception):         # closed already: the ack will tell FastStream

@@ -1,5 +1,6 @@
 """Queues: declarations, what they hold, and the status command's view of them."""
 
+import json
 import re
 import subprocess
 import sys
@@ -130,6 +131,15 @@ def _(broker, vhost, kind, seconds):
 def _(kind, seconds):
     """Declared so by its workers (the queue argument x-consumer-timeout)."""
     return QueueSpec(queue_type=kind, consumer_timeout=int(seconds))
+
+
+def is_task(body, task, impl):
+    """Whether a message body the broker holds is ``task``: its text, or, for an implementation
+    that sends in a format of its own (through its adapter, ``send``), that format carrying the
+    text as one JSON string (NestJS's {"pattern": ..., "data": "..."}, Dramatiq's arguments)."""
+    if impl is not None and impl.send is not None:
+        return json.dumps(task) in body
+    return body == task
 
 
 def held_tasks(broker, vhost, name):

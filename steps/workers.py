@@ -13,7 +13,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, WORKER_POOL, quoted
-from steps.queues import dead_letter_queue, exact_counts, held_tasks, queue_holds, queue_options, wait_counts
+from steps.queues import dead_letter_queue, exact_counts, held_tasks, is_task, queue_holds, queue_options, wait_counts
 from workqueue.testing import wait_until
 from workqueue.testing.processes import WorkerDidNotStart, WorkerExited, WorkerPool
 from workqueue.worker import connection_name
@@ -649,9 +649,10 @@ def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count, task
 
 
 @then(parsers.re(r'"(?P<task>[^"]+)" kills (?P<count>\d+) workers in turn, and is still in the queue$'))
-def _(broker, vhost, queue_spec, restarted, task, count):
+def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count):
     """Ten deaths, each worker killed by the task (the last one's death leaves it in the queue):
-    nothing stopped the loop; the restarts are then stopped."""
+    nothing stopped the loop; the restarts are then stopped. The task is the one message left,
+    in the format it was sent in (is_task)."""
     try:
         wait_until(lambda: restarted.deaths >= int(count) or not restarted.thread.is_alive(), DEADLINE,
                    f"{count} workers killed by {task!r}")
@@ -664,4 +665,5 @@ def _(broker, vhost, queue_spec, restarted, task, count):
     assert all(w.received() == [task] for w in restarted.incarnations[:int(count)]), (
         [w.received() for w in restarted.incarnations])
     wait_counts(broker, vhost, queue_spec.name, (1, 0, None))
-    assert [body for body, _ in held_tasks(broker, vhost, queue_spec.name)] == [task]
+    held = [body for body, _ in held_tasks(broker, vhost, queue_spec.name)]
+    assert len(held) == 1 and is_task(held[0], task, worker_under_test), held

@@ -25,7 +25,7 @@ BENCH_ARGS ?=
 # Mutant rows at once: a killed row mostly waits out a scenario's deadline (60 s), so more rows
 # than cores (2: 429 s, 5: 213 s, 8: 184 s on node, measured; 45 rows on 2026-12-06: 6 rows
 # 452 s, 12 rows 390 s).
-MUTANTS_ARGS ?= --jobs 12
+MUTANTS_ARGS ?= --jobs 8
 DOCS_ARGS ?=
 # Each run's cucumber JSON, junit XML and run.json (RabbitMQ version, backend): `make docs` reads them.
 REPORTS ?= reports/runs/$(BROKER)

@@ -416,7 +416,7 @@ def main(argv=None):
     p.add_argument("--only", default=None, metavar="ID[,ID...]", help="run these rows only")
     p.add_argument("--jobs", type=int, default=1, help="rows run at the same time, each with its own broker, "
                    "and the control run's test processes (most of a row's time is a scenario waiting "
-                   "out its deadline: `make mutants` runs 12)")
+                   "out its deadline: `make mutants` runs 8)")
     p.add_argument("--timeout", type=float, default=ROW_TIMEOUT, help="seconds one row (or the control run) may take")
     p.add_argument("--versioned", action="store_true",
                    help="only the rows whose path exists on some RabbitMQ versions only (`versions` in "

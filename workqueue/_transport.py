@@ -9,6 +9,9 @@ transport; on any other transport, or a pika whose internals differ, it does not
 
 import logging
 
+from workqueue.errors import BrokerUnreachable
+from workqueue.urls import describe
+
 log = logging.getLogger(__name__)
 
 #: Bytes joined into one send at most (a partial send re-queues the rest).
@@ -71,3 +74,26 @@ def send_immediately(connection):
         buffered_write(data)
     transport.write = write
     return True
+
+
+#: How pika 1.4 words its check that a connected socket is still connected (io_services_utils'
+#: _AsyncStreamConnector); the OSError it caught is the ValueError's __context__.
+_NOT_CONNECTED = "Expected connected socket, but getpeername() failed"
+
+
+def start_loop(connection, params):
+    """Run ``connection``'s I/O loop (a SelectConnection's) until it is stopped.
+
+    A peer that accepts the TCP connection and resets it before pika's next look at the socket
+    (docker-proxy does, while the broker behind it is down) makes pika 1.4 raise ValueError out
+    of the I/O loop instead of calling the connection's on_open_error_callback: a failed connect
+    that would end the caller. It is raised as the BrokerUnreachable it is, the loop closed;
+    tests/unit/test_reset_listener.py checks that the installed pika still does this."""
+    try:
+        connection.ioloop.start()
+    except ValueError as exc:
+        if not (str(exc).startswith(_NOT_CONNECTED) and isinstance(exc.__context__, OSError)):
+            raise
+        connection.ioloop.close()
+        raise BrokerUnreachable(f"cannot reach the broker at {describe(params)}: the connection was "
+                                f"reset before the AMQP handshake") from None

@@ -26,7 +26,7 @@ import pika
 import pika.exceptions
 import pika.spec
 
-from workqueue._transport import send_immediately
+from workqueue._transport import send_immediately, start_loop
 from workqueue.broker_errors import open_error, queue_refused, translate, unanswered_declaration
 from workqueue.declare import declare_queue
 from workqueue.errors import AccessRefused, BadUrl, BrokerUnreachable, ConnectionLost, QueueRefused
@@ -383,7 +383,7 @@ class _Session:
         self.connection = pika.SelectConnection(
             self.params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed)
-        self.connection.ioloop.start()
+        start_loop(self.connection, self.params)
         if self.error is not None:
             raise self.error
 

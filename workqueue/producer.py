@@ -29,7 +29,7 @@ import pika.exceptions
 import pika.spec
 
 from workqueue._batch import Batch
-from workqueue._transport import coalesce_writes
+from workqueue._transport import coalesce_writes, start_loop
 from workqueue.broker_errors import open_error, queue_refused, unanswered_declaration
 from workqueue.declare import declare_queue
 from workqueue.errors import (
@@ -225,7 +225,7 @@ class _Session:
         self.connection = pika.SelectConnection(
             self.params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed)
-        self.connection.ioloop.start()
+        start_loop(self.connection, self.params)
         if self.error is not None:
             error, self.error = self.error, None
             self.close()

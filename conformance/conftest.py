@@ -68,11 +68,14 @@ def pytest_bdd_before_scenario(request, feature, scenario):
         if tag.startswith("needs_") and (why := impl.lacks(tag[len("needs_"):])):
             pytest.skip(why)
     version = workqueue_plugin.session_broker(request.config).version
+    if why := impl.unsupported(version):
+        pytest.skip(why)
     for expected in impl.expected:
         if expected.applies(scenario.name, version):
             reason = (f"{impl.id}: {expected.mechanism} ({', '.join(expected.references)}); if this passes, "
                       f"{impl.id} keeps the guarantee on RabbitMQ {version}: update its manifest entry")
-            node.stash[EXPECTED_FAILURE] = {"reason": reason, "step": expected.step, "error": expected.error}
+            step = list(expected.step) if isinstance(expected.step, tuple) else expected.step
+            node.stash[EXPECTED_FAILURE] = {"reason": reason, "step": step, "error": expected.error}
             if expected.finding:
                 node.user_properties.append(("finding", expected.finding))
             break

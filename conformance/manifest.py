@@ -50,7 +50,7 @@ class Expected:
     (the symptom as observed) on ``versions`` (None: every version), because of ``mechanism``
     (``references`` upstream); ``finding``: the id it was written under, if any."""
     scenario: str
-    step: str
+    step: str | tuple[str, ...]      # several: a race that shows in one of them
     error: str
     mechanism: str
     references: tuple[str, ...]
@@ -79,10 +79,19 @@ class Implementation:
     reference: bool = False            # the project's own worker
     heartbeat: int = 1                 # the shortest heartbeat (s) it works with: "a short heartbeat"
     dead_letter: str | None = None     # queue "own": the queue it dead-letters to ({queue}: the task queue)
+    rabbitmq: str | None = None        # the oldest RabbitMQ it runs on ("4.0": an AMQP 1.0 client)
 
     def fill(self, template: str) -> str:
         """{home}, {venv}, {dir} and {python} in one of its commands."""
         return fill(template, self)
+
+    def unsupported(self, version: str) -> str | None:
+        """Why no scenario applies on RabbitMQ ``version``, or None when the implementation runs there."""
+        def parts(v):
+            return tuple(int(p) for p in re.findall(r"\d+", v))
+        if self.rabbitmq is None or parts(version) >= parts(self.rabbitmq):
+            return None
+        return f"not applicable: {self.id} needs RabbitMQ {self.rabbitmq} or later (this broker is {version})"
 
     def lacks(self, capability: str) -> str | None:
         """Why a scenario that needs ``capability`` is not applicable, or None when it is."""
@@ -138,6 +147,12 @@ def _expected(raw: Any, where: str, findings: dict[str, Finding]) -> Expected:
         finding = findings[raw["finding"]]
         raw = {**raw, "mechanism": finding.mechanism, "references": list(finding.references)}
     for key in ("scenario", "step", "error", "mechanism"):
+        if key == "step" and isinstance(raw.get(key), list):
+            # A race in the implementation shows in one of several steps, each with its error
+            # (matched by the one regular expression).
+            if not raw[key] or not all(isinstance(s, str) and s.strip() for s in raw[key]):
+                raise _fail(f"{where}.{key}", "is required (a non-empty string, or a list of them)")
+            continue
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise _fail(f"{where}.{key}", "is required (a non-empty string)")
     try:
@@ -145,7 +160,8 @@ def _expected(raw: Any, where: str, findings: dict[str, Finding]) -> Expected:
     except re.error as exc:
         raise _fail(f"{where}.error", f"not a regular expression ({exc})") from None
     versions = raw.get("versions", "all")
-    return Expected(raw["scenario"], raw["step"], raw["error"], " ".join(raw["mechanism"].split()),
+    step = tuple(raw["step"]) if isinstance(raw["step"], list) else raw["step"]
+    return Expected(raw["scenario"], step, raw["error"], " ".join(raw["mechanism"].split()),
                     _strings(raw.get("references"), f"{where}.references"),
                     None if versions == "all" else _strings(versions, f"{where}.versions"),
                     finding.id if finding else None)
@@ -200,6 +216,9 @@ def parse(data: dict[str, Any], base: pathlib.Path, source: str,
                                                     "its dead-letter queue; the contract's is WORKER_DEAD_LETTER")
             if not isinstance(dead_letter, str) or not dead_letter.strip():
                 raise _fail(f"{where}.dead_letter", "must be a queue name ({queue}: the task queue's)")
+        rabbitmq = raw.get("rabbitmq")
+        if rabbitmq is not None and (not isinstance(rabbitmq, str) or not re.fullmatch(r"\d+\.\d+(\.\d+)?", rabbitmq)):
+            raise _fail(f"{where}.rabbitmq", 'must be a RabbitMQ version, the oldest it runs on ("4.0")')
         heartbeat = raw.get("heartbeat", 1)
         if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or not 1 <= heartbeat <= 60:
             raise _fail(f"{where}.heartbeat", "must be a whole number of seconds, 1 to 60")
@@ -211,7 +230,7 @@ def parse(data: dict[str, Any], base: pathlib.Path, source: str,
             capabilities=capabilities, events=events, queue=queue,
             send=None if send == "producer" else _strings(send, f"{where}.send"),
             install=install, expected=expected, reference=bool(raw.get("reference", False)),
-            heartbeat=heartbeat, dead_letter=dead_letter))
+            heartbeat=heartbeat, dead_letter=dead_letter, rabbitmq=rabbitmq))
     return out
 
 

@@ -136,10 +136,11 @@ def _(kind, seconds):
 def is_task(body, task, impl):
     """Whether a message body the broker holds is ``task``: its text, or, for an implementation
     that sends in a format of its own (through its adapter, ``send``), that format carrying the
-    text as one JSON string (NestJS's {"pattern": ..., "data": "..."}, Dramatiq's arguments)."""
-    if impl is not None and impl.send is not None:
-        return json.dumps(task) in body
-    return body == task
+    text as one JSON string (NestJS's {"pattern": ..., "data": "..."}, Dramatiq's arguments) or
+    as the whole body (Watermill's payload, its own data in headers)."""
+    if body == task:
+        return True
+    return impl is not None and impl.send is not None and json.dumps(task) in body
 
 
 def held_tasks(broker, vhost, name):

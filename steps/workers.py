@@ -3,6 +3,7 @@
 
 import collections
 import concurrent.futures
+import math
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pytest_bdd import given, parsers, then, when
 from steps import DEADLINE, ENDLESS_TASK, LONG_TASK, SECONDS_PER_DOT, WORKER_POOL, quoted
 from steps.queues import dead_letter_queue, exact_counts, held_tasks, is_task, queue_holds, queue_options, wait_counts
 from workqueue.testing import wait_until
+from workqueue.testing.nemesis import FaultNotObserved
 from workqueue.testing.processes import WorkerDidNotStart, WorkerExited, WorkerPool
 from workqueue.worker import connection_name
 
@@ -167,14 +169,15 @@ def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, a
         heartbeat = str(short_heartbeat(worker_under_test))
     if beats:
         seconds = str(int(beats) * int(heartbeat))
+    options = (["--auto-ack"] if auto else []) + (["--heartbeat", heartbeat] if heartbeat else [])
+    options += ["--consumer-timeout", asked] if asked else []
+    starting = time.monotonic()
+    worker = workers.start(name, *options)
+    worker.wait_consuming(DEADLINE)
     if seconds:
         task = f"task of {seconds} seconds" + "." * round(int(seconds) / SECONDS_PER_DOT)
     else:
-        task = LONG_TASK if what.startswith("working") else ENDLESS_TASK
-    options = (["--auto-ack"] if auto else []) + (["--heartbeat", heartbeat] if heartbeat else [])
-    options += ["--consumer-timeout", asked] if asked else []
-    worker = workers.start(name, *options)
-    worker.wait_consuming(DEADLINE)
+        task = long_task_for(time.monotonic() - starting) if what.startswith("working") else ENDLESS_TASK
     workers.declared.mark()
     send([task])
     worker.wait_received(task, DEADLINE)
@@ -192,14 +195,39 @@ def _(broker, vhost, workers, send, worker_under_test, name, heartbeat, short, a
     return task
 
 
+def long_task_for(start_seconds):
+    """LONG_TASK, or a longer one for a worker slow to start: the task must outlast the start of
+    the scenario's next worker (measured by this one's: twice that, and 4 s), or it is over before
+    the fault that the scenario puts in its middle (a Spring Boot worker takes 5-12 s to start
+    here, more than LONG_TASK's 8 s)."""
+    dots = max(LONG_TASK.count("."), math.ceil((2 * start_seconds + 4) / SECONDS_PER_DOT))
+    return "long task" + "." * dots
+
+
+def task_seconds(task):
+    """How long the work of ``task`` takes (its dots), for a deadline that waits on it being done."""
+    return task.count(".") * SECONDS_PER_DOT
+
+
+def struck_in_the_middle(worker, fault):
+    """After a kill or a freeze (the worker writes no more events): it was working on a task
+    (one it received and had not finished), as the scenario's fault needs."""
+    received = worker.received()
+    if received and all(task in worker.finished() for task in received):
+        raise FaultNotObserved(f"worker {worker.name} was {fault} after it had finished every task it "
+                               f"received ({len(received)}), not in the middle of one")
+
+
 @when(parsers.parse('"{name}" is killed'))
 def _(workers, name):
     workers[name].kill()
+    struck_in_the_middle(workers[name], "killed")
 
 
 @when(parsers.parse('"{name}" is frozen'))
 def _(workers, name):
     workers[name].signal(signal.SIGSTOP)
+    struck_in_the_middle(workers[name], "frozen")
 
 
 @when(parsers.parse('"{name}" is asked to stop'))
@@ -219,7 +247,7 @@ def _(workers, name):
 def _(broker, vhost, workers, name, long_task):
     worker = workers[name]
     try:
-        worker.wait_exit(DEADLINE)
+        worker.wait_exit(DEADLINE + task_seconds(long_task))
     except TimeoutError:
         pass
     described = behaviour(broker, vhost, worker, [long_task])
@@ -260,7 +288,7 @@ def _(broker, vhost, workers, name, count, long_task, sent_tasks):
     # Each task finished (its Received line followed by its Done line), as a set: a task done
     # twice must not stand in for one never done.
     try:
-        worker.wait_for(lambda _l: expected <= set(worker.finished()), DEADLINE,
+        worker.wait_for(lambda _l: expected <= set(worker.finished()), DEADLINE + task_seconds(long_task),
                         f"each of {sorted(expected)!r} finished")
     except (TimeoutError, WorkerExited):
         raise AssertionError(f"{name} {behaviour(broker, vhost, worker, sorted(expected))}; "
@@ -381,17 +409,17 @@ def _(workers, broker, vhost, queue_spec, worker_under_test, name, poison, times
 
 
 @then(parsers.parse('"{name}" does the long task, flagged as redelivered'))
-def _(broker, vhost, queue_spec, workers, name):
+def _(broker, vhost, queue_spec, workers, name, long_task):
     worker = workers[name]
     try:
-        worker.wait_for(lambda _l: (LONG_TASK, True) in worker.deliveries(), DEADLINE,
+        worker.wait_for(lambda _l: (long_task, True) in worker.deliveries(), DEADLINE,
                         "the long task, redelivered")
     except TimeoutError:
         raise AssertionError(
             f"{name} was given {len(worker.deliveries())} task(s) in {DEADLINE} s, not the long task again; "
             f"{queue_spec.name!r} holds {queue_holds(broker, vhost, queue_spec.name)}") from None
-    worker.wait_done(1, DEADLINE)
-    assert worker.deliveries() == [(LONG_TASK, True)]
+    worker.wait_done(1, DEADLINE + task_seconds(long_task))
+    assert worker.deliveries() == [(long_task, True)]
 
 
 @when(parsers.parse('worker "{name}" starts, and is turned away'))
@@ -547,15 +575,18 @@ class Restarted:
         self.pool, self.name, self.options = pool, name, options
         self.deaths = 0
         self.errors: list[str] = []
+        self.slowest_start = 0.0           # seconds, the longest an incarnation took to consume
         self.incarnations = [self._start(name)]
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name=f"restarting-{name}", daemon=True)
         self.thread.start()
 
     def _start(self, name):
+        starting = time.monotonic()
         worker = self.pool.start(name, *self.options)
         try:
             worker.wait_consuming(DEADLINE)
+            self.slowest_start = max(self.slowest_start, time.monotonic() - starting)
         except (WorkerExited, WorkerDidNotStart):
             # Killed by a task before it said it was consuming (amqplib runs the first delivery's
             # callback before the consume call's own continuation): a death like the others.
@@ -585,6 +616,12 @@ class Restarted:
     @property
     def done(self):
         return [task for w in self.incarnations for task in w.finished()]
+
+    def budget(self):
+        """Seconds a Then gives the loop to run its course: the deadline, and every restart at
+        the slowest start seen (a Spring Boot worker takes 5-12 s to start here: in the bare
+        deadline a loop would stop at five deaths for want of time, not of restarts)."""
+        return DEADLINE + RESTARTS * self.slowest_start
 
     def stop(self):
         self.stopping.set()
@@ -636,7 +673,7 @@ def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count, task
     # watcher counts a death before it starts the next one).
     try:
         wait_until(lambda: (dead_lettered() and restarted.incarnations[-1].process.poll() is None)
-                   or not restarted.thread.is_alive(), DEADLINE,
+                   or not restarted.thread.is_alive(), restarted.budget(),
                    f"{task!r} dead-lettered to {dead!r} and a worker running, or {RESTARTS} restarts")
     except TimeoutError:
         pass                                                    # described below
@@ -654,7 +691,7 @@ def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count):
     nothing stopped the loop; the restarts are then stopped. The task is the one message left,
     in the format it was sent in (is_task)."""
     try:
-        wait_until(lambda: restarted.deaths >= int(count) or not restarted.thread.is_alive(), DEADLINE,
+        wait_until(lambda: restarted.deaths >= int(count) or not restarted.thread.is_alive(), restarted.budget(),
                    f"{count} workers killed by {task!r}")
     except TimeoutError:
         pass                                                    # described below

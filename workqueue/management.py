@@ -111,17 +111,43 @@ class Management:
         rows = self.request("GET", path) or []
         return [{"name": r.get("name"), "node": r.get("node"), "user": r.get("user"), "heartbeat": r.get("timeout"),
                  "connection_name": (r.get("client_properties") or {}).get("connection_name"),
-                 "state": r.get("state")} for r in rows]
+                 "state": r.get("state"), "protocol": r.get("protocol")} for r in rows]
 
     def consumers(self, vhost):
         """[{'queue', 'connection', 'channel', 'tag'}, ...]: each consumer of ``vhost``, the queue
         it consumes from, the name of its connection (as ``connections`` gives it), its channel's
-        name (the connection's and the channel's number) and its consumer tag."""
+        name (the connection's and the channel's number) and its consumer tag.
+
+        RabbitMQ 4 lists an AMQP 1.0 consumer (a receiving link) with no channel, so without its
+        connection: that is taken from the sessions of the vhost's AMQP 1.0 connections, whose
+        links name their queue (each such consumer gets the connection of one link on its queue;
+        the channel is then None)."""
         rows = self.request("GET", f"/api/consumers/{_q(vhost)}") or []
-        return [{"queue": (r.get("queue") or {}).get("name"),
-                 "connection": (r.get("channel_details") or {}).get("connection_name"),
-                 "channel": (r.get("channel_details") or {}).get("name"),
-                 "tag": r.get("consumer_tag")} for r in rows]
+        out = [{"queue": (r.get("queue") or {}).get("name"),
+                "connection": (r.get("channel_details") or {}).get("connection_name"),
+                "channel": (r.get("channel_details") or {}).get("name"),
+                "tag": r.get("consumer_tag")} for r in rows]
+        if any(c["connection"] is None for c in out):
+            links = self._amqp10_links(vhost)
+            for consumer in out:
+                if consumer["connection"] is None and links.get(consumer["queue"]):
+                    consumer["connection"] = links[consumer["queue"]].pop(0)
+        return out
+
+    def _amqp10_links(self, vhost):
+        """{queue: [the connection of each AMQP 1.0 link that consumes from it]} in ``vhost``."""
+        links: dict[str, list[str]] = {}
+        for connection in self.connections(vhost):
+            if connection["protocol"] != "AMQP 1-0":
+                continue
+            try:
+                sessions = self.request("GET", f"/api/connections/{_q(connection['name'])}/sessions") or []
+            except QueueRefused:                 # closed since it was listed (404)
+                continue
+            for session in sessions:
+                for link in session.get("outgoing_links") or []:
+                    links.setdefault(link.get("queue_name"), []).append(connection["name"])
+        return links
 
     def close_connection(self, name):
         """Close a client connection as an operator would (the client sees 320 CONNECTION_FORCED)."""

@@ -28,6 +28,8 @@ from workqueue.worker import connection_name
 #: worker runs the reconnect and shutdown scenarios, and what it does there is its cell.
 CAPABILITIES = {
     "prefetch": "a prefetch knob (WORKER_PREFETCH; 0 is no limit)",
+    "prefetch_limit_only": "a prefetch knob that takes a limit only (WORKER_PREFETCH of 1 or more): a scenario "
+                           "asking for no limit (0) is not applicable",
     "heartbeat": "a client heartbeat it can be given (WORKER_HEARTBEAT)",
     "one_at_a_time": "works on one task at a time: the tasks it prefetched wait for the one in hand",
     "several_urls": "several broker URLs (WORKER_URL, space-separated), tried in turn",
@@ -101,6 +103,8 @@ def worker_environment(impl: Any, url: str | Sequence[str], options: Sequence[st
             raise NotApplicable(f"not applicable: the contract has no equivalent of {option}")
         variable, capability = OPTIONS[option]
         value = args.pop(0)
+        if capability == "prefetch" and value != "0" and not impl.lacks("prefetch_limit_only"):
+            capability = None                       # a limit, which it takes
         if capability and (why := impl.lacks(capability)):
             raise NotApplicable(why)
         env[variable] = value

@@ -18,7 +18,7 @@ import subprocess
 import pytest
 import tomllib
 
-from steps import EXPECTED_FAILURE
+from steps import EXPECTED_FAILURE, SCENARIO
 from workqueue.testing import plugin as workqueue_plugin
 from workqueue.testing import scheduling
 from workqueue.testing.contract import CAPABILITIES
@@ -111,6 +111,10 @@ def skip_broker_settings_on_url(config, items):
     for item in items:
         if item.get_closest_marker("broker_settings"):
             item.add_marker(skip)
+
+
+def pytest_bdd_before_scenario(request, feature, scenario):
+    request.node.stash[SCENARIO] = scenario
 
 
 def pytest_bdd_step_error(request, feature, scenario, step, step_func, step_func_args, exception):

@@ -12,6 +12,10 @@ import pytest
 #: test passes as expected failure only when it fails in that step with an error matching that.
 EXPECTED_FAILURE = pytest.StashKey[dict]()
 
+#: On a test item: the pytest-bdd scenario it runs (its steps, for a step that must know what
+#: follows it: steps/workers.py, the long task).
+SCENARIO = pytest.StashKey[object]()
+
 #: On a test item: the scenario's WorkerPool (steps/workers.py), for the settings its workers
 #: were started with (the conformance suite records them per cell).
 WORKER_POOL = pytest.StashKey[object]()

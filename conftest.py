@@ -140,7 +140,7 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"[XPASS(strict)] {defect['reason']}"
     elif report.failed:
         step, message = item.stash.get(_FAILED_STEP, (None, ""))
-        steps = defect["step"] if isinstance(defect["step"], list) else [defect["step"]]
+        steps = defect["step"] if isinstance(defect["step"], (list, tuple)) else [defect["step"]]
         if step in steps and re.search(defect["error"], message):
             report.outcome = "skipped"
             report.wasxfail = defect["reason"]

@@ -74,8 +74,7 @@ def pytest_bdd_before_scenario(request, feature, scenario):
         if expected.applies(scenario.name, version):
             reason = (f"{impl.id}: {expected.mechanism} ({', '.join(expected.references)}); if this passes, "
                       f"{impl.id} keeps the guarantee on RabbitMQ {version}: update its manifest entry")
-            step = list(expected.step) if isinstance(expected.step, tuple) else expected.step
-            node.stash[EXPECTED_FAILURE] = {"reason": reason, "step": step, "error": expected.error}
+            node.stash[EXPECTED_FAILURE] = {"reason": reason, "step": expected.step, "error": expected.error}
             if expected.finding:
                 node.user_properties.append(("finding", expected.finding))
             break

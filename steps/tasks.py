@@ -179,7 +179,7 @@ def _(broker, vhost, queue_spec, nemesis, count):
     """publish_many returns once every task is confirmed; the crash follows at once, with no
     wait between (the queue itself is a few seconds old: the Given). A producer that returned
     before its confirms leaves tasks the broker had not written yet. Its window is more than
-    every task: only the confirms hold publish_many back. With the default window of 1000, a
+    every task: only the confirms hold publish_many back. With a window of 1000 (the default then), a
     producer that did not wait for them still returned with at most the last 1000 in flight,
     which a broker on a fast machine had written before the crash; with a window of exactly
     every task, the producer learns that nothing is left only when it asks for more, on the

@@ -8,7 +8,6 @@ the ones before it are confirmed too.
 from __future__ import annotations
 
 import collections
-import itertools
 import time
 
 
@@ -19,14 +18,16 @@ class Batch:
     order, the first at ``first_tag``; a tag confirmed alone ahead of the first is kept aside.
     """
 
-    def __init__(self, bodies, window, on_confirm=None):
+    def __init__(self, bodies, window, on_confirm=None, window_bytes=None):
         self._bodies = bodies
         self._resend: collections.deque[bytes] = collections.deque()   # unconfirmed when a connection was lost
         self.on_confirm = on_confirm
         self.lost = False                      # the error is a lost connection (worth a retry)
         self.nacked_since = None               # first nack since the last ack
         self.window = max(1, window)
+        self.window_bytes = window_bytes       # None: no bound on the bytes in flight
         self._unconfirmed: collections.deque[bytes] = collections.deque()
+        self.unconfirmed_bytes = 0             # of the bodies sent and not confirmed yet
         self.first_tag = 1
         self._early = set()                    # tags confirmed singly, out of order
         self.exhausted = False
@@ -68,16 +69,34 @@ class Batch:
         self.first_tag = first_tag
 
     def take(self, count):
-        """Up to ``count`` bodies to publish next (re-sends first), recorded as unconfirmed."""
+        """Up to ``count`` bodies to publish next (re-sends first), recorded as unconfirmed.
+
+        With ``window_bytes``, fewer: the bodies in flight stay within that many bytes, except
+        that one task is always let through when none is in flight (a task larger than the
+        bound is sent alone)."""
         out: list[bytes] = []
-        while self._resend and len(out) < count:
-            out.append(self._resend.popleft())
-        if not self.exhausted and len(out) < count:
-            for body in itertools.islice(self._bodies, count - len(out)):
-                out.append(body.encode("utf-8") if isinstance(body, str) else bytes(body))
-            if len(out) < count:
-                self.exhausted = True
+        room = None if self.window_bytes is None else self.window_bytes - self.unconfirmed_bytes
+        resend = self._resend
+        while len(out) < count:
+            if resend:
+                body = resend.popleft()
+            elif self.exhausted:
+                break
+            else:
+                try:
+                    task = next(self._bodies)
+                except StopIteration:
+                    self.exhausted = True
+                    break
+                body = task.encode("utf-8") if isinstance(task, str) else bytes(task)
+            if room is not None:
+                if len(body) > room and (out or self._unconfirmed):
+                    resend.appendleft(body)          # the next to go, once confirms make room
+                    break
+                room -= len(body)
+            out.append(body)
         self._unconfirmed.extend(out)
+        self.unconfirmed_bytes += sum(map(len, out))
         if self.exhausted and not self._unconfirmed and not self._resend:
             self.done = True
         return out
@@ -116,6 +135,7 @@ class Batch:
             self._early.discard(self.first_tag)
             pending.popleft()
             self.first_tag += 1
+        self.unconfirmed_bytes -= sum(map(len, done))
         if self.exhausted and not pending and not self._resend:
             self.done = True
         return done
@@ -137,6 +157,7 @@ class Batch:
                  if self.first_tag + offset not in self._early]
         self._resend.extendleft(reversed(again))
         self._unconfirmed.clear()
+        self.unconfirmed_bytes = 0
         self._early.clear()
         self.error = None
         self.lost = False

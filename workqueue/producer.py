@@ -64,6 +64,11 @@ class Producer:
     ...     producer.publish("First message.")
     ...     producer.publish_many(f"task {n}" for n in range(1000))
 
+    ``window`` and ``window_bytes`` bound what publish_many keeps unconfirmed at a time: that
+    many tasks, and that many bytes of their bodies (a larger task goes alone). Both only bound
+    memory and the tasks published again after a lost connection: a confirm from a broker that
+    persists its messages comes some tens of milliseconds after the publish, and a window smaller
+    than the tasks that can be published meanwhile leaves the connection idle (bench/README.md).
     ``declare=False`` publishes without declaring the queue (a missing queue is then reported as
     unroutable). ``persistent=False`` sends transient messages (lost on a broker restart).
     ``params`` is one pika ConnectionParameters or several; ``reconnect_timeout`` (seconds, 0 =
@@ -78,7 +83,8 @@ class Producer:
     """
 
     def __init__(self, params, queue: QueueSpec | None = None, *, persistent: bool = True,
-                 declare: bool = True, window: int = 1000, confirm_timeout: float = 60.0,
+                 declare: bool = True, window: int = 10_000, window_bytes: int = 64 * 2**20,
+                 confirm_timeout: float = 60.0,
                  reconnect_timeout: float = 0.0, declare_timeout: float = 30.0,
                  blocked_timeout: float = 60.0):
         self.failover = Failover(params)
@@ -91,6 +97,7 @@ class Producer:
         self.persistent = persistent
         self.declare = declare
         self.window = window
+        self.window_bytes = window_bytes
         self.confirm_timeout = confirm_timeout
         self._session: _Session | None = None
         # One properties object for every task: nothing in it varies from task to task.
@@ -112,14 +119,15 @@ class Producer:
 
     def publish_many(self, bodies: Iterable[str | bytes], window: int | None = None,
                      on_confirm: Callable[[bytes], Any] | None = None) -> int:
-        """Publish every task in ``bodies`` with up to ``window`` unconfirmed at a time.
+        """Publish every task in ``bodies`` with up to ``window`` unconfirmed at a time (and at
+        most ``window_bytes`` of their bodies: see the class).
 
         Returns the number of tasks confirmed; ``on_confirm(body)`` is called for each as its
         confirm arrives. Raises TaskNotConfirmed naming the first task that was returned,
         nacked, or left unconfirmed when the channel or connection closed (after
         ``reconnect_timeout`` seconds of trying to reconnect, when that is set).
         """
-        batch = Batch(iter(bodies), window or self.window, on_confirm)
+        batch = Batch(iter(bodies), window or self.window, on_confirm, window_bytes=self.window_bytes)
         if self.reconnect_timeout > 0 and self._session is not None and not self._session.usable:
             # Lost between two calls (a node crashed while this producer was idle): the same
             # reconnection as a loss in the middle of a batch. Seen on 4.0.5 in CI, 2026-12-02:

@@ -68,3 +68,28 @@ def test_the_first_failure_is_the_one_kept():
     batch.fail(ValueError("first"), lost=True)
     batch.fail(ValueError("second"))
     assert str(batch.error) == "first" and batch.lost
+
+
+def test_the_bytes_in_flight_stay_within_window_bytes_and_a_larger_task_goes_alone():
+    batch = Batch(iter(["aaaa", "bbbb", "cccc", "d" * 10, "e"]), window=10, window_bytes=8)
+    assert sent(batch, 10) == ["aaaa", "bbbb"] and batch.unconfirmed_bytes == 8
+    assert sent(batch, 10) == []                                 # no room: nothing is lost
+    batch.confirm(1, multiple=False)
+    assert sent(batch, 10) == ["cccc"] and batch.unconfirmed_bytes == 8
+    batch.confirm(3, multiple=True)
+    assert batch.unconfirmed_bytes == 0
+    assert sent(batch, 10) == ["d" * 10]                         # over the bound, but alone
+    assert sent(batch, 10) == []
+    batch.confirm(4, multiple=False)
+    assert sent(batch, 10) == ["e"]
+    batch.confirm(5, multiple=False)
+    assert batch.done and batch.unconfirmed_bytes == 0
+
+
+def test_a_lost_connection_sends_the_bytes_again_within_the_bound():
+    batch = Batch(iter(["aaaa", "bbbb", "cccc"]), window=10, window_bytes=8)
+    sent(batch, 10)
+    batch.requeue_unconfirmed()
+    batch.rebase(1)
+    assert batch.unconfirmed_bytes == 0
+    assert sent(batch, 10) == ["aaaa", "bbbb"]

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, TypeVar
 
+from workqueue.urls import scrub, secrets_of
+
 T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
@@ -200,6 +202,12 @@ class WorkerProcess:
         self.output = output
         self.lines: list[str] = []          # stdout, without the name prefix (empty with ``output``)
         self.errors: list[str] = []         # stderr (empty with ``output``)
+        # The broker's password, wherever a worker prints it (a client that puts its URL in an
+        # error message: rabbitmq-amqp-python-client does), is kept out of everything read here,
+        # and so out of every report and failure message made from it.
+        urls = [url] if isinstance(url, str) else list(url)
+        urls += (env or {}).get("WORKER_URL", "").split()
+        self.secrets: set[str] = set().union(*(secrets_of(u) for u in urls))
         self._cond = threading.Condition()
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read
         # Every worker's events are read from the file ``events`` (JSON lines), not from what it
@@ -250,7 +258,7 @@ class WorkerProcess:
 
     def _read(self, stream: IO[str], sink: list[str]) -> None:
         for line in stream:
-            line = line.rstrip("\n")
+            line = scrub(line.rstrip("\n"), self.secrets)
             if self.on_line is not None and sink is self.lines:
                 self.on_line(line)
             with self._cond:

@@ -38,8 +38,9 @@ Feature: Message acknowledgment
       Then every task is done at least once
       And the queue "task_queue" shows 0 ready, 0 unacknowledged and 1 consumer
 
-  @contrast
+  @contrast @conformance
   Rule: With automatic acknowledgment, a killed worker's task is lost
+    # For an AMQP 1.0 worker, a pre-settled link: the broker settles each task as it sends it.
 
     Scenario: Auto-ack loses the task of a killed worker
       Given worker "alice" is working on a long task, with automatic acknowledgment

@@ -120,7 +120,8 @@ def test_the_workers_options_become_the_contracts_variables(tmp_path):
 @pytest.mark.parametrize("options, url, says", [
     (["--heartbeat", "1"], "amqp://h", "mine lacks heartbeat"),
     (["--queue-type", "quorum"], "amqp://h", "mine lacks quorum"),
-    (["--auto-ack"], "amqp://h", "mine has no automatic acknowledgment"),
+    (["--auto-ack"], "amqp://h", "mine lacks auto_ack"),
+    (["--no-reconnect"], "amqp://h", "mine has no option not to reconnect"),
     (["--handler", "workqueue.testing.handlers:fail_on_poison"], "amqp://h", "mine lacks fail_on"),
     ([], ["amqp://a", "amqp://b"], "mine lacks several_urls"),
     (["--frobnicate", "1"], "amqp://h", "the contract has no equivalent of --frobnicate"),
@@ -130,6 +131,13 @@ def test_an_option_the_implementation_cannot_honour_is_not_applicable_with_its_r
     with pytest.raises(NotApplicable) as reason:
         worker_environment(impl, url, options)
     assert str(reason.value).startswith("not applicable: ") and says in str(reason.value)
+
+
+def test_automatic_acknowledgment_is_a_flag_of_the_contract(tmp_path):
+    """--auto-ack takes no value: WORKER_AUTO_ACK=1 (a pre-settled link, for an AMQP 1.0 worker)."""
+    [impl] = load(tmp_path, ENTRY.replace('"prefetch", ', '"prefetch", "auto_ack", '))
+    assert worker_environment(impl, "amqp://h", ["--auto-ack", "--prefetch", "1"]) == {
+        "WORKER_URL": "amqp://h", "WORKER_AUTO_ACK": "1", "WORKER_PREFETCH": "1"}
 
 
 def test_a_worker_that_takes_a_prefetch_limit_only_is_not_applicable_for_no_limit(tmp_path):

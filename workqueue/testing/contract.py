@@ -41,6 +41,8 @@ CAPABILITIES = {
               "gets one by its virtual host's default queue type)",
     "dead_letter": "declares its queue with a dead-letter queue (WORKER_DEAD_LETTER; a framework with a queue "
                    "of its own names its own in its manifest's dead_letter)",
+    "auto_ack": "takes each task as settled as it is delivered when WORKER_AUTO_ACK is 1 (automatic "
+                "acknowledgment in AMQP 0-9-1, a pre-settled link in AMQP 1.0)",
 }
 #: Former capabilities, now behaviours every implementation is run for (a manifest naming one
 #: is refused, saying so).
@@ -67,15 +69,16 @@ OPTIONS = {
 #: Handlers of the project's worker -> (the contract's variable, its value, the capability).
 HANDLERS = {"workqueue.testing.handlers:fail_on_poison": ("WORKER_FAIL_ON", "poison", "fail_on"),
             "workqueue.testing.handlers:die_on_crash": ("WORKER_CRASH_ON", "crash", "crash_on")}
+#: Flags of the project's worker (no value) -> (contract variable, set to 1; capability it needs).
+FLAGS = {"--auto-ack": ("WORKER_AUTO_ACK", "auto_ack")}
 #: Options of the project's worker with no equivalent in the contract: only it has them.
 ONLY_THE_REFERENCE = {
-    "--auto-ack": "automatic acknowledgment (a contrast of the project's own worker)",
-    "--no-reconnect": "an option not to reconnect (a contrast of the project's own worker)",
+    "--no-reconnect": "option not to reconnect (a contrast of the project's own worker)",
     "--transient": "a transient queue",
 }
 #: Every variable of the contract (a worker never sees the user's own).
 VARIABLES = ("WORKER_URL", "WORKER_EVENTS", "WORKER_FAIL_ON", "WORKER_CRASH_ON", "WORKER_CONNECTION_NAME",
-             *sorted({variable for variable, _ in OPTIONS.values()}))
+             *sorted({variable for variable, _ in [*OPTIONS.values(), *FLAGS.values()]}))
 
 
 def worker_environment(impl: Any, url: str | Sequence[str], options: Sequence[str]) -> dict[str, str]:
@@ -90,6 +93,12 @@ def worker_environment(impl: Any, url: str | Sequence[str], options: Sequence[st
         option = args.pop(0)
         if option in ONLY_THE_REFERENCE:
             raise NotApplicable(f"not applicable: {impl.id} has no {ONLY_THE_REFERENCE[option]}")
+        if option in FLAGS:
+            flag_variable, flag_needs = FLAGS[option]
+            if why := impl.lacks(flag_needs):
+                raise NotApplicable(why)
+            env[flag_variable] = "1"
+            continue
         if option == "--handler":
             handler = args.pop(0)
             if handler not in HANDLERS:

@@ -8,7 +8,9 @@ the environment are closed, as the client's own examples do. Written here, not c
 Python port of that tutorial upstream).
 
 The contract's knobs (docs/conformance.md): WORKER_PREFETCH is the consumer's credit (AMQP 1.0 has
-no "no limit"); the client has no idle-timeout setting, so no heartbeat knob. RabbitMQ 4 only.
+no "no limit"); WORKER_AUTO_ACK=1 a pre-settled link (the broker settles each task as it sends it:
+the auto-ack contrast), with no accept; the client has no idle-timeout setting, so no heartbeat
+knob. RabbitMQ 4 only.
 """
 
 import json
@@ -22,6 +24,8 @@ from rabbitmq_amqp_python_client import (
     AddressHelper,
     AMQPMessagingHandler,
     ClassicQueueSpecification,
+    ConsumerOptions,
+    ConsumerSettleStrategy,
     Converter,
     Environment,
     QuorumQueueSpecification,
@@ -34,6 +38,7 @@ SECONDS_PER_DOT = float(env.get("WORKER_SECONDS_PER_DOT") or 1)
 FAIL_ON = env.get("WORKER_FAIL_ON")
 CRASH_ON = env.get("WORKER_CRASH_ON")
 CONNECTION_NAME = env.get("WORKER_CONNECTION_NAME") or "amqp 1.0 worker"
+PRE_SETTLED = env.get("WORKER_AUTO_ACK") == "1"
 
 # The harness tells workers apart by the client property connection_name, and this client has no
 # public way to set a connection's properties: the one place it opens a connection is the name
@@ -88,7 +93,8 @@ class TaskHandler(AMQPMessagingHandler):
             event("done", body=task)
         finally:
             print(" [x] Done", flush=True)
-            self.delivery_context.accept(event_)
+            if not PRE_SETTLED:
+                self.delivery_context.accept(event_)
 
 
 def queue_specification():
@@ -113,8 +119,12 @@ def main():
     management.close()
 
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
+    # Options only for a pre-settled link: without them the client takes its default path (the
+    # one its examples show), which a ConsumerOptions would change (another receiver set-up, on
+    # recovery too).
+    options = ConsumerOptions(settle_strategy=ConsumerSettleStrategy.PreSettled) if PRE_SETTLED else None
     consumer = connection.consumer(AddressHelper.queue_address(QUEUE), message_handler=TaskHandler(),
-                                   credit=int(env.get("WORKER_PREFETCH") or 1))
+                                   consumer_options=options, credit=int(env.get("WORKER_PREFETCH") or 1))
     event("consuming")
     try:
         consumer.run()

@@ -4,10 +4,12 @@
 // over, whether the work succeeded or threw; the client's own connection recovery (on by default).
 // A shutdown hook closes the consumer, the connection and the environment.
 // WORKER_PREFETCH is the link credit (AMQP 1.0 has no "no limit"); WORKER_HEARTBEAT the idle
-// timeout. RabbitMQ 4 only. Contract: docs/conformance.md.
+// timeout; WORKER_AUTO_ACK=1 a pre-settled link (the broker settles each task as it sends it: the
+// auto-ack contrast), with no accept. RabbitMQ 4 only. Contract: docs/conformance.md.
 import com.rabbitmq.client.amqp.Connection;
 import com.rabbitmq.client.amqp.ConnectionBuilder;
 import com.rabbitmq.client.amqp.Consumer;
+import com.rabbitmq.client.amqp.ConsumerBuilder;
 import com.rabbitmq.client.amqp.Environment;
 import com.rabbitmq.client.amqp.Management;
 import com.rabbitmq.client.amqp.Resource;
@@ -56,6 +58,7 @@ public class Worker {
     double secondsPerDot = Double.parseDouble(env("WORKER_SECONDS_PER_DOT", "1"));
     String failOn = env("WORKER_FAIL_ON", null);
     String crashOn = env("WORKER_CRASH_ON", null);
+    boolean preSettled = "1".equals(env("WORKER_AUTO_ACK", null));
 
     Environment environment = new AmqpEnvironmentBuilder().build();
     ConnectionBuilder builder = environment.connectionBuilder()
@@ -79,7 +82,9 @@ public class Worker {
     }
 
     System.out.println(" [*] Waiting for messages. To exit press CTRL+C");
-    Consumer consumer = connection.consumerBuilder()
+    ConsumerBuilder consumerBuilder = connection.consumerBuilder();
+    if (preSettled) consumerBuilder.preSettled();
+    Consumer consumer = consumerBuilder
         .queue(queue)
         .initialCredits(Integer.parseInt(env("WORKER_PREFETCH", "1")))
         .listeners(context -> {
@@ -105,7 +110,7 @@ public class Worker {
             Thread.currentThread().interrupt();
           } finally {
             System.out.println(" [x] Done");
-            context.accept();
+            if (!preSettled) context.accept();
           }
         })
         .build();

@@ -204,9 +204,9 @@ class WorkerProcess:
         self.errors: list[str] = []         # stderr (empty with ``output``)
         # The broker's password, wherever a worker prints it (a client that puts its URL in an
         # error message: rabbitmq-amqp-python-client does), is kept out of everything read here,
-        # and so out of every report and failure message made from it.
+        # and so out of every report and failure message made from it. ``url`` is the URL any
+        # implementation is given too (contract.start_worker: its WORKER_URL).
         urls = [url] if isinstance(url, str) else list(url)
-        urls += (env or {}).get("WORKER_URL", "").split()
         self.secrets: set[str] = set().union(*(secrets_of(u) for u in urls))
         self._cond = threading.Condition()
         self._streams_closed = 0   # 2: the process closed stdout and stderr (exited), all read

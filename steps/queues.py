@@ -331,11 +331,12 @@ def _(amqp_url, task, name):
 
 
 #: Why a task was dead-lettered, as the step says it and as x-death records it.
-DEATHS = {"rejected": "rejected", "dropped for the length limit": "maxlen"}
+DEATHS = {"rejected": "rejected", "dropped for the length limit": "maxlen",
+          "past its delivery limit": "delivery_limit"}
 
 
 @then(parsers.re(r'the dead-letter queue "(?P<name>[^"]+)" holds "(?P<task>[^"]+)", '
-                 r'(?P<why>rejected|dropped for the length limit)$'))
+                 r'(?P<why>rejected|dropped for the length limit|past its delivery limit)$'))
 def _(broker, vhost, queue_spec, worker_under_test, name, task, why):
     """Exactly that one task, dead-lettered once, for that reason (the queue named, or the one a
     framework dead-letters to in its stead: dead_letter_queue)."""

@@ -142,6 +142,19 @@ def _(workers, name):
     start_waiting(workers, [name], "--handler", POISON_HANDLER)
 
 
+#: How a worker settles a failed task, as the scenarios say it -> the contract's outcome
+#: (WORKER_SETTLE_FAILED; features/settlement).
+SETTLE_FAILED = {"releasing": "released", "failing the delivery of": "modified", "rejecting": "rejected"}
+
+
+@given(parsers.re(r'worker "(?P<name>[^"]+)" is waiting for tasks, '
+                  r'(?P<how>releasing|failing the delivery of|rejecting) any task that mentions poison$'))
+def _(workers, name, how):
+    """Fails as "failing on any task that mentions poison" does, and settles the task with that
+    AMQP 1.0 outcome: released; modified with delivery-failed; rejected."""
+    start_waiting(workers, [name], "--handler", POISON_HANDLER, "--settle-failed", SETTLE_FAILED[how])
+
+
 @given(parsers.re(r'worker "(?P<name>[^"]+)" (?:is waiting for tasks|joins them)$'))
 def _(workers, name):
     """A worker with the same prefetch as the scenario's first worker (if any)."""
@@ -422,6 +435,45 @@ def _(workers, broker, vhost, queue_spec, worker_under_test, name, poison, times
     assert tries == int(times), f"{poison!r} was tried {tries} times, then dead-lettered"
     assert sorted(t for t in worker.received() if t != poison) == sorted(good)
     assert worker.process.poll() is None, worker.errors
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" is given "(?P<task>[^"]+)" (?P<times>\d+ times|once)$'))
+def _(workers, broker, vhost, queue_spec, worker_under_test, name, task, times):
+    """Counted once the task is in the dead-letter queue (no delivery can follow), or once it
+    came ten times too often (a task the queue does not count loops: no need to wait out the
+    deadline to see that)."""
+    worker = workers[name]
+    expected = 1 if times == "once" else int(times.split()[0])
+    dead = dead_letter_queue(queue_spec, worker_under_test)
+    try:
+        worker.wait_for(lambda _l: broker.message_count(dead, vhost) or worker.received().count(task) > 10 * expected,
+                        DEADLINE, f"{task!r} in the dead-letter queue {dead!r}")
+    except TimeoutError:
+        pass                                # described below
+    given, held = worker.received().count(task), broker.message_count(dead, vhost)
+    assert (given, held) == (expected, 1), (
+        f"{task!r} was given {given} time(s); the dead-letter queue {dead!r} holds {held}; {queue_spec.name!r} "
+        f"holds {queue_holds(broker, vhost, queue_spec.name)}")
+
+
+@then(parsers.re(r'"(?P<name>[^"]+)" is given "(?P<task>[^"]+)" again and again, past the delivery limit, '
+                 r'and it is not dead-lettered$'))
+def _(workers, broker, vhost, queue_spec, worker_under_test, name, task):
+    """Past the limit: ten times the deliveries a counted task gets (the limit, and one more),
+    looked for until then; a task the queue counted was dead-lettered long before, and its
+    dead-letter queue holds it (read by a passive declaration: exact)."""
+    worker = workers[name]
+    enough = 10 * (queue_spec.delivery_limit + 1)
+    dead = dead_letter_queue(queue_spec, worker_under_test)
+    try:
+        worker.wait_for(lambda _l: worker.received().count(task) >= enough or broker.message_count(dead, vhost),
+                        DEADLINE, f"{task!r} {enough} times")
+    except TimeoutError:
+        pass                                # described below
+    given, held = worker.received().count(task), broker.message_count(dead, vhost)
+    assert given >= enough and held == 0, (
+        f"{task!r} was given {given} time(s); the dead-letter queue {dead!r} holds {held}; {queue_spec.name!r} "
+        f"holds {queue_holds(broker, vhost, queue_spec.name)}")
 
 
 @then(parsers.parse('"{name}" does the long task, flagged as redelivered'))

@@ -43,6 +43,8 @@ CAPABILITIES = {
                    "of its own names its own in its manifest's dead_letter)",
     "auto_ack": "takes each task as settled as it is delivered when WORKER_AUTO_ACK is 1 (automatic "
                 "acknowledgment in AMQP 0-9-1, a pre-settled link in AMQP 1.0)",
+    "settle_failed": "settles a task it failed (WORKER_FAIL_ON) with the AMQP 1.0 outcome WORKER_SETTLE_FAILED "
+                     "names: released, modified (delivery-failed) or rejected",
 }
 #: Former capabilities, now behaviours every implementation is run for (a manifest naming one
 #: is refused, saying so).
@@ -65,6 +67,7 @@ OPTIONS = {
     "--heartbeat": ("WORKER_HEARTBEAT", "heartbeat"),
     "--delivery-limit": ("WORKER_DELIVERY_LIMIT", None),
     "--dead-letter": ("WORKER_DEAD_LETTER", "dead_letter"),
+    "--settle-failed": ("WORKER_SETTLE_FAILED", "settle_failed"),
 }
 #: Handlers of the project's worker -> (the contract's variable, its value, the capability).
 HANDLERS = {"workqueue.testing.handlers:fail_on_poison": ("WORKER_FAIL_ON", "poison", "fail_on"),

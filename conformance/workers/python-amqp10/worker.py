@@ -9,8 +9,11 @@ Python port of that tutorial upstream).
 
 The contract's knobs (docs/conformance.md): WORKER_PREFETCH is the consumer's credit (AMQP 1.0 has
 no "no limit"); WORKER_AUTO_ACK=1 a pre-settled link (the broker settles each task as it sends it:
-the auto-ack contrast), with no accept; the client has no idle-timeout setting, so no heartbeat
-knob. RabbitMQ 4 only.
+the auto-ack contrast), with no accept; WORKER_SETTLE_FAILED how a task that failed is settled
+instead of the accept: released (the client's requeue), modified with delivery-failed (Proton's
+own disposition: the client's requeue_with_annotations sends delivery-failed false) or rejected
+(the client's discard). The client has no idle-timeout setting, so no heartbeat knob. RabbitMQ 4
+only.
 """
 
 import json
@@ -20,6 +23,7 @@ import sys
 import time
 
 import rabbitmq_amqp_python_client.connection as client_connection
+from proton import Delivery
 from rabbitmq_amqp_python_client import (
     AddressHelper,
     AMQPMessagingHandler,
@@ -39,6 +43,7 @@ FAIL_ON = env.get("WORKER_FAIL_ON")
 CRASH_ON = env.get("WORKER_CRASH_ON")
 CONNECTION_NAME = env.get("WORKER_CONNECTION_NAME") or "amqp 1.0 worker"
 PRE_SETTLED = env.get("WORKER_AUTO_ACK") == "1"
+SETTLE_FAILED = env.get("WORKER_SETTLE_FAILED")
 
 # The harness tells workers apart by the client property connection_name, and this client has no
 # public way to set a connection's properties: the one place it opens a connection is the name
@@ -83,17 +88,33 @@ class TaskHandler(AMQPMessagingHandler):
         task = Converter.bytes_to_string(event_.message.body)
         print(f" [x] Received '{task}'", flush=True)
         event("received", body=task, redelivered=not event_.message.first_acquirer)
+        failed = False
         try:
             if CRASH_ON and CRASH_ON in task:
                 os.kill(os.getpid(), signal.SIGKILL)     # as a segfault would: no finally
             if FAIL_ON and FAIL_ON in task:
                 print(f" [!] Failed '{task}'", flush=True)
+                failed = True
+                if SETTLE_FAILED:
+                    return                              # settled below, with that outcome
                 raise RuntimeError(f"task failed: {task}")
             do_work(task)
             event("done", body=task)
         finally:
             print(" [x] Done", flush=True)
-            if not PRE_SETTLED:
+            if PRE_SETTLED:
+                pass                                    # the broker settled it as it sent it
+            elif failed and SETTLE_FAILED == "released":
+                self.delivery_context.requeue(event_)
+            elif failed and SETTLE_FAILED == "modified":
+                delivery = event_.delivery
+                delivery.local.failed = True
+                delivery.local.undeliverable = False
+                delivery.update(Delivery.MODIFIED)
+                delivery.settle()
+            elif failed and SETTLE_FAILED == "rejected":
+                self.delivery_context.discard(event_)
+            else:
                 self.delivery_context.accept(event_)
 
 

@@ -5,7 +5,9 @@
 // A shutdown hook closes the consumer, the connection and the environment.
 // WORKER_PREFETCH is the link credit (AMQP 1.0 has no "no limit"); WORKER_HEARTBEAT the idle
 // timeout; WORKER_AUTO_ACK=1 a pre-settled link (the broker settles each task as it sends it: the
-// auto-ack contrast), with no accept. RabbitMQ 4 only. Contract: docs/conformance.md.
+// auto-ack contrast), with no accept; WORKER_SETTLE_FAILED how a task that failed is settled instead
+// of the accept: released (requeue()), modified with delivery-failed (requeue(annotations, true)) or
+// rejected (discard()). RabbitMQ 4 only. Contract: docs/conformance.md.
 import com.rabbitmq.client.amqp.Connection;
 import com.rabbitmq.client.amqp.ConnectionBuilder;
 import com.rabbitmq.client.amqp.Consumer;
@@ -59,6 +61,7 @@ public class Worker {
     String failOn = env("WORKER_FAIL_ON", null);
     String crashOn = env("WORKER_CRASH_ON", null);
     boolean preSettled = "1".equals(env("WORKER_AUTO_ACK", null));
+    String settleFailed = env("WORKER_SETTLE_FAILED", null);
 
     Environment environment = new AmqpEnvironmentBuilder().build();
     ConnectionBuilder builder = environment.connectionBuilder()
@@ -95,6 +98,7 @@ public class Worker {
           System.out.println(" [x] Received '" + task + "'");
           event("{\"event\": \"received\", \"body\": " + json(task) + ", \"redelivered\": "
               + !message.firstAcquirer() + "}");
+          boolean failed = false;
           try {
             if (crashOn != null && task.contains(crashOn)) {
               // SIGKILL of this JVM, as a segfault or the OOM killer would: no finally, no hook
@@ -102,6 +106,8 @@ public class Worker {
             }
             if (failOn != null && task.contains(failOn)) {
               System.out.println(" [!] Failed '" + task + "'");
+              failed = true;
+              if (settleFailed != null) return;          // settled below, with that outcome
               throw new IllegalStateException("task failed: " + task);
             }
             work(task, secondsPerDot);
@@ -110,7 +116,17 @@ public class Worker {
             Thread.currentThread().interrupt();
           } finally {
             System.out.println(" [x] Done");
-            if (!preSettled) context.accept();
+            if (preSettled) {
+              // the broker settled it as it sent it
+            } else if (failed && "released".equals(settleFailed)) {
+              context.requeue();
+            } else if (failed && "modified".equals(settleFailed)) {
+              context.requeue(java.util.Map.of(), true);
+            } else if (failed && "rejected".equals(settleFailed)) {
+              context.discard();
+            } else {
+              context.accept();
+            }
           }
         })
         .build();

@@ -80,8 +80,9 @@ func main() {
 	secondsPerDot, _ := strconv.ParseFloat(os.Getenv("WORKER_SECONDS_PER_DOT"), 64)
 	failOn := os.Getenv("WORKER_FAIL_ON")
 	crashOn := os.Getenv("WORKER_CRASH_ON")
+	autoAck := os.Getenv("WORKER_AUTO_ACK") == "1" // the first tutorial's auto-ack
 
-	msgs, err := ch.Consume(q.Name, "", false, false, false, false, nil)
+	msgs, err := ch.Consume(q.Name, "", autoAck, false, false, false, nil)
 	failOnError(err, "Failed to register a consumer")
 
 	// As the tutorial: the work in a goroutine ranging over the deliveries, main waiting for
@@ -97,14 +98,18 @@ func main() {
 			}
 			if failOn != "" && strings.Contains(task, failOn) {
 				log.Printf(" [!] Failed %s", task)
-				d.Nack(false, true)
+				if !autoAck {
+					d.Nack(false, true)
+				}
 				continue
 			}
 			dots := strings.Count(task, ".")
 			time.Sleep(time.Duration(float64(dots) * secondsPerDot * float64(time.Second)))
 			log.Printf(" [x] Done")
 			event("done", map[string]any{"body": task})
-			d.Ack(false)
+			if !autoAck {
+				d.Ack(false)
+			}
 		}
 	}()
 

@@ -30,6 +30,7 @@ async function main() {
   const secondsPerDot = Number(env.WORKER_SECONDS_PER_DOT || '1');
   const failOn = env.WORKER_FAIL_ON;
   const crashOn = env.WORKER_CRASH_ON;
+  const noAck = env.WORKER_AUTO_ACK === '1';       // the first tutorial's noAck: true
 
   await channel.consume(queue, (msg) => {
     const task = msg.content.toString();
@@ -40,15 +41,15 @@ async function main() {
     }
     if (failOn && task.includes(failOn)) {
       console.log(' [!] Failed %s', task);
-      channel.nack(msg, false, true);
+      if (!noAck) channel.nack(msg, false, true);
       return;
     }
     setTimeout(() => {
       console.log(' [x] Done');
       event('done', { body: task });
-      channel.ack(msg);
+      if (!noAck) channel.ack(msg);
     }, (task.split('.').length - 1) * secondsPerDot * 1000);
-  }, { noAck: false });
+  }, { noAck });
   console.log(' [*] Waiting for messages. To exit press CTRL+C');
   event('consuming', {});
 }

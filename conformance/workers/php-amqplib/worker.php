@@ -59,8 +59,9 @@ if ($prefetch > 0) {
 $secondsPerDot = (float) env_or('WORKER_SECONDS_PER_DOT', '1');
 $failOn = env_or('WORKER_FAIL_ON', null);
 $crashOn = env_or('WORKER_CRASH_ON', null);
+$noAck = env_or('WORKER_AUTO_ACK', null) === '1';   // the first tutorial's no_ack
 
-$callback = function ($msg) use ($events, $secondsPerDot, $failOn, $crashOn) {
+$callback = function ($msg) use ($events, $secondsPerDot, $failOn, $crashOn, $noAck) {
     $task = $msg->getBody();
     echo ' [x] Received ', $task, "\n";
     event($events, ['event' => 'received', 'body' => $task, 'redelivered' => (bool) $msg->isRedelivered()]);
@@ -69,16 +70,20 @@ $callback = function ($msg) use ($events, $secondsPerDot, $failOn, $crashOn) {
     }
     if ($failOn !== null && str_contains($task, $failOn)) {
         echo ' [!] Failed ', $task, "\n";
-        $msg->nack(true);
+        if (!$noAck) {
+            $msg->nack(true);
+        }
         return;
     }
     usleep((int) (substr_count($task, '.') * $secondsPerDot * 1000000));
     echo " [x] Done\n";
     event($events, ['event' => 'done', 'body' => $task]);
-    $msg->ack();
+    if (!$noAck) {
+        $msg->ack();
+    }
 };
 
-$channel->basic_consume($queue, '', false, false, false, false, $callback);
+$channel->basic_consume($queue, '', false, $noAck, false, false, $callback);
 echo " [*] Waiting for messages. To exit press CTRL+C\n";
 event($events, ['event' => 'consuming']);
 $channel->consume();

@@ -43,6 +43,7 @@ if prefetch:
 seconds_per_dot = float(env.get("WORKER_SECONDS_PER_DOT", "1"))
 fail_on = env.get("WORKER_FAIL_ON")
 crash_on = env.get("WORKER_CRASH_ON")
+auto_ack = env.get("WORKER_AUTO_ACK") == "1"     # the first tutorial's auto_ack=True
 
 
 def callback(ch, method, properties, body):
@@ -53,15 +54,17 @@ def callback(ch, method, properties, body):
         os.kill(os.getpid(), signal.SIGKILL)            # as a segfault or the OOM killer would
     if fail_on and fail_on in task:
         print(f" [!] Failed {task}: it mentions {fail_on!r}", flush=True)
-        ch.basic_nack(delivery_tag=method.delivery_tag, requeue=True)
+        if not auto_ack:
+            ch.basic_nack(delivery_tag=method.delivery_tag, requeue=True)
         return
     time.sleep(task.count(".") * seconds_per_dot)
     print(" [x] Done", flush=True)
     event("done", body=task)
-    ch.basic_ack(delivery_tag=method.delivery_tag)
+    if not auto_ack:
+        ch.basic_ack(delivery_tag=method.delivery_tag)
 
 
-channel.basic_consume(queue=queue, on_message_callback=callback)
+channel.basic_consume(queue=queue, on_message_callback=callback, auto_ack=auto_ack)
 print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
 event("consuming")
 channel.start_consuming()

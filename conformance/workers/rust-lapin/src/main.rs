@@ -74,9 +74,10 @@ async fn main() {
     let seconds_per_dot: f64 = var("WORKER_SECONDS_PER_DOT").map(|s| s.parse().expect("seconds")).unwrap_or(1.0);
     let fail_on = var("WORKER_FAIL_ON");
     let crash_on = var("WORKER_CRASH_ON");
+    let no_ack = var("WORKER_AUTO_ACK").as_deref() == Some("1"); // the first tutorial's no_ack
 
     let mut consumer = channel
-        .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions { no_ack, ..Default::default() }, FieldTable::default())
         .await
         .expect("basic_consume");
     println!(" [*] Waiting for messages. To exit press CTRL+C");
@@ -93,14 +94,18 @@ async fn main() {
         }
         if fail_on.as_deref().is_some_and(|f| task.contains(f)) {
             println!(" [!] Failed {task}");
-            delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.expect("nack");
+            if !no_ack {
+                delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.expect("nack");
+            }
             continue;
         }
         let dots = task.matches('.').count() as f64;
         tokio::time::sleep(Duration::from_secs_f64(dots * seconds_per_dot)).await;
         println!(" [x] Done");
         events.write(format!("{{\"event\": \"done\", \"body\": {}}}", quote(&task)));
-        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        if !no_ack {
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        }
     }
     eprintln!("the consumer ended: the connection or channel closed");
     std::process::exit(1);

@@ -66,6 +66,7 @@ public class Worker {
     double secondsPerDot = Double.parseDouble(env("WORKER_SECONDS_PER_DOT", "1"));
     String failOn = env("WORKER_FAIL_ON", null);
     String crashOn = env("WORKER_CRASH_ON", null);
+    boolean autoAck = "1".equals(env("WORKER_AUTO_ACK", null));   // the first tutorial's autoAck
 
     DeliverCallback deliverCallback = (consumerTag, delivery) -> {
       String task = new String(delivery.getBody(), StandardCharsets.UTF_8);
@@ -83,7 +84,7 @@ public class Worker {
       }
       if (failOn != null && task.contains(failOn)) {
         System.out.println(" [!] Failed " + task);
-        channel.basicNack(tag, false, true);
+        if (!autoAck) channel.basicNack(tag, false, true);
         return;
       }
       long dots = task.chars().filter(ch -> ch == '.').count();
@@ -94,9 +95,9 @@ public class Worker {
       }
       System.out.println(" [x] Done");
       event("{\"event\": \"done\", \"body\": " + quote(task) + "}");
-      channel.basicAck(tag, false);
+      if (!autoAck) channel.basicAck(tag, false);
     };
-    channel.basicConsume(queue, false, deliverCallback, consumerTag -> { });
+    channel.basicConsume(queue, autoAck, deliverCallback, consumerTag -> { });
     System.out.println(" [*] Waiting for messages. To exit press CTRL+C");
     event("{\"event\": \"consuming\"}");
   }

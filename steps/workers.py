@@ -428,7 +428,8 @@ def _(workers, broker, vhost, queue_spec, worker_under_test, name, poison, times
         raise AssertionError(
             f"{poison!r} was tried {worker.received().count(poison)} time(s) in {DEADLINE} s, and is not in "
             f"the dead-letter queue {dead!r}; {queue_spec.name!r} holds "
-            f"{queue_holds(broker, vhost, queue_spec.name)}") from None
+            f"{queue_holds(broker, vhost, queue_spec.name)}; {name} {behaviour(broker, vhost, worker, good)}"
+        ) from None
     tries = worker.received().count(poison)
     assert tries <= too_many, f"{poison!r} was tried {tries} times and not dead-lettered: it loops"
     worker.wait_for(lambda _l: set(good) <= set(worker.finished()), DEADLINE, f"{good!r} done")

@@ -645,6 +645,7 @@ class Restarted:
         self.deaths = 0
         self.errors: list[str] = []
         self.slowest_start = 0.0           # seconds, the longest an incarnation took to consume
+        self.seen_running: tuple | None = None   # (incarnation, time.monotonic() its check began)
         self.incarnations = [self._start(name)]
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._watch, name=f"restarting-{name}", daemon=True)
@@ -666,9 +667,11 @@ class Restarted:
     def _watch(self):
         while not self.stopping.is_set():
             current = self.incarnations[-1]
+            began = time.monotonic()
             try:
                 code = current.process.wait(timeout=0.2)    # bounded: the stop event is read again
             except subprocess.TimeoutExpired:               # still running
+                self.seen_running = (current, began)
                 continue
             if code is not None and code < 0:
                 self.deaths += 1
@@ -685,6 +688,15 @@ class Restarted:
     @property
     def done(self):
         return [task for w in self.incarnations for task in w.finished()]
+
+    def running_since(self, moment):
+        """The latest incarnation was seen running by a check of the watcher's that began after
+        ``moment`` (time.monotonic()), so every death before ``moment`` is counted. Asked of the
+        watcher, the one thread that waits on the processes: Popen.poll() from another thread
+        answers None, "we know nothing yet", while the watcher holds Popen's waitpid lock (CPython's
+        subprocess), which once let a dead worker pass for running (CI, 2026-12-07)."""
+        seen = self.seen_running
+        return seen is not None and seen[0] is self.incarnations[-1] and seen[1] >= moment
 
     def budget(self):
         """Seconds a Then gives the loop to run its course: the deadline, and every restart at
@@ -738,11 +750,17 @@ def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count, task
     def dead_lettered():
         counts = exact_counts(broker, vhost, dead)
         return counts is not None and counts[0] == 1
-    # Dead-lettered, and the latest incarnation running: every death before it is counted (the
-    # watcher counts a death before it starts the next one).
+    # Dead-lettered, then the latest incarnation seen running after that: every death before it
+    # is counted (the worker a task kills dies before the broker dead-letters the task, and the
+    # watcher counts a death before it starts the next incarnation).
+    gone_at = []
+
+    def settled():
+        if not gone_at and dead_lettered():
+            gone_at.append(time.monotonic())
+        return bool(gone_at) and restarted.running_since(gone_at[0])
     try:
-        wait_until(lambda: (dead_lettered() and restarted.incarnations[-1].process.poll() is None)
-                   or not restarted.thread.is_alive(), restarted.budget(),
+        wait_until(lambda: settled() or not restarted.thread.is_alive(), restarted.budget(),
                    f"{task!r} dead-lettered to {dead!r} and a worker running, or {RESTARTS} restarts")
     except TimeoutError:
         pass                                                    # described below

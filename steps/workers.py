@@ -438,23 +438,34 @@ def _(workers, broker, vhost, queue_spec, worker_under_test, name, poison, times
     assert worker.process.poll() is None, worker.errors
 
 
+def given_until_dead_lettered(broker, vhost, queue_spec, worker_under_test, worker, task, enough):
+    """How often ``worker`` was given ``task`` and what its dead-letter queue holds (a passive
+    declaration: exact), once the task is there (no delivery can follow), or it came ``enough``
+    times, or the worker exited, or at the deadline; and what that is, in words. Waited on as the
+    poison rule's Then does: no broker call under the worker's lock."""
+    dead = dead_letter_queue(queue_spec, worker_under_test)
+    try:
+        wait_until(lambda: broker.message_count(dead, vhost) or worker.received().count(task) >= enough
+                   or worker.process.poll() is not None, DEADLINE, f"{task!r} in {dead!r} or given {enough} times")
+    except TimeoutError:
+        pass                                # described below
+    given, held = worker.received().count(task), broker.message_count(dead, vhost)
+    said = (f"{task!r} was given {given} time(s); the dead-letter queue {dead!r} holds {held}; "
+            f"{queue_spec.name!r} holds {queue_holds(broker, vhost, queue_spec.name)}")
+    if worker.process.poll() is not None:      # how it exited (a running one: the queue's consumers say it)
+        said += f"; {worker.name} {behaviour(broker, vhost, worker, [])}"
+    return given, held, said
+
+
 @then(parsers.re(r'"(?P<name>[^"]+)" is given "(?P<task>[^"]+)" (?P<times>\d+ times|once)$'))
 def _(workers, broker, vhost, queue_spec, worker_under_test, name, task, times):
     """Counted once the task is in the dead-letter queue (no delivery can follow), or once it
     came ten times too often (a task the queue does not count loops: no need to wait out the
     deadline to see that)."""
-    worker = workers[name]
     expected = 1 if times == "once" else int(times.split()[0])
-    dead = dead_letter_queue(queue_spec, worker_under_test)
-    try:
-        worker.wait_for(lambda _l: broker.message_count(dead, vhost) or worker.received().count(task) > 10 * expected,
-                        DEADLINE, f"{task!r} in the dead-letter queue {dead!r}")
-    except TimeoutError:
-        pass                                # described below
-    given, held = worker.received().count(task), broker.message_count(dead, vhost)
-    assert (given, held) == (expected, 1), (
-        f"{task!r} was given {given} time(s); the dead-letter queue {dead!r} holds {held}; {queue_spec.name!r} "
-        f"holds {queue_holds(broker, vhost, queue_spec.name)}")
+    given, held, said = given_until_dead_lettered(broker, vhost, queue_spec, worker_under_test, workers[name],
+                                                  task, 10 * expected + 1)
+    assert (given, held) == (expected, 1), said
 
 
 @then(parsers.re(r'"(?P<name>[^"]+)" is given "(?P<task>[^"]+)" again and again, past the delivery limit, '
@@ -462,19 +473,11 @@ def _(workers, broker, vhost, queue_spec, worker_under_test, name, task, times):
 def _(workers, broker, vhost, queue_spec, worker_under_test, name, task):
     """Past the limit: ten times the deliveries a counted task gets (the limit, and one more),
     looked for until then; a task the queue counted was dead-lettered long before, and its
-    dead-letter queue holds it (read by a passive declaration: exact)."""
-    worker = workers[name]
+    dead-letter queue holds it."""
     enough = 10 * (queue_spec.delivery_limit + 1)
-    dead = dead_letter_queue(queue_spec, worker_under_test)
-    try:
-        worker.wait_for(lambda _l: worker.received().count(task) >= enough or broker.message_count(dead, vhost),
-                        DEADLINE, f"{task!r} {enough} times")
-    except TimeoutError:
-        pass                                # described below
-    given, held = worker.received().count(task), broker.message_count(dead, vhost)
-    assert given >= enough and held == 0, (
-        f"{task!r} was given {given} time(s); the dead-letter queue {dead!r} holds {held}; {queue_spec.name!r} "
-        f"holds {queue_holds(broker, vhost, queue_spec.name)}")
+    given, held, said = given_until_dead_lettered(broker, vhost, queue_spec, worker_under_test, workers[name],
+                                                  task, enough)
+    assert given >= enough and held == 0, said
 
 
 @then(parsers.parse('"{name}" does the long task, flagged as redelivered'))

@@ -452,6 +452,10 @@ def given_until_dead_lettered(broker, vhost, queue_spec, worker_under_test, work
     given, held = worker.received().count(task), broker.message_count(dead, vhost)
     said = (f"{task!r} was given {given} time(s); the dead-letter queue {dead!r} holds {held}; "
             f"{queue_spec.name!r} holds {queue_holds(broker, vhost, queue_spec.name)}")
+    if held == 1:                              # what the queue counted of it, as it dead-lettered it
+        headers = held_tasks(broker, vhost, dead)[0][1]
+        said += (f"; dead-lettered with x-delivery-count {headers.get('x-delivery-count')}, "
+                 f"x-acquired-count {headers.get('x-acquired-count')}")
     if worker.process.poll() is not None:      # how it exited (a running one: the queue's consumers say it)
         said += f"; {worker.name} {behaviour(broker, vhost, worker, [])}"
     return given, held, said

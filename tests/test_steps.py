@@ -84,6 +84,21 @@ def test_a_hold_of_counts_waits_out_a_sample_that_lags_a_gone_consumer(monkeypat
     queues.wait_counts(None, "/", "task_queue", (1, 0, None), hold=0.6)
 
 
+def test_a_hold_of_counts_waits_out_an_older_sample_that_fitted(monkeypatch):
+    """The first fitting reading was a sample from before the task was delivered (0
+    unacknowledged), the next one from while the worker ran it (1): the wait starts again, and
+    a hold on samples that fit passes (CI, 2026-12-07)."""
+    queues = _readings(monkeypatch, [(0, 0, 1), (0, 1, 1), (0, 1, 1), (0, 0, 1)])
+    queues.wait_counts(None, "/", "task_queue", (0, 0, None), hold=0.6)
+
+
+def test_a_hold_of_counts_says_an_unacknowledged_count_that_stays_wrong(monkeypatch):
+    queues = _readings(monkeypatch, [(0, 0, 1), (0, 1, 1)])
+    monkeypatch.setattr(queues, "DEADLINE", 1.5)
+    with pytest.raises(TimeoutError, match=r"last showed ready 0, unacked 1, consumers 1"):
+        queues.wait_counts(None, "/", "task_queue", (0, 0, None), hold=0.6)
+
+
 def test_a_hold_of_counts_fails_on_a_reading_that_contradicts_it(monkeypatch):
     queues = _readings(monkeypatch, [(1, 0, 1), (2, "unknown", 0), (2, 0, 0)])
     with pytest.raises(AssertionError, match="had not settled"):

@@ -6,7 +6,7 @@ from pytest_bdd import scenarios
 
 from steps.broker import scenario_broker
 
-scenarios("dispatch", "reliability", "production", "settlement")
+scenarios("dispatch", "reliability", "production", "settlement", "credit")
 
 
 @pytest.fixture

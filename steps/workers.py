@@ -132,6 +132,13 @@ def _(workers, names):
     start_waiting(workers, quoted(names), "--prefetch", "1")
 
 
+@given(parsers.re(r"workers (?P<names>.+) are waiting for tasks, at their client's default prefetch"))
+def _(workers, names):
+    """No prefetch of their own: the client's default (a contract flag; the project's worker has
+    none, its default is the tutorial's 1)."""
+    start_waiting(workers, quoted(names), "--client-prefetch")
+
+
 @given(parsers.parse('worker "{name}" is waiting for tasks, without reconnecting'))
 def _(workers, name):
     start_waiting(workers, [name], "--no-reconnect")

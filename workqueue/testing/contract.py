@@ -43,6 +43,8 @@ CAPABILITIES = {
                    "of its own names its own in its manifest's dead_letter)",
     "auto_ack": "takes each task as settled as it is delivered when WORKER_AUTO_ACK is 1 (automatic "
                 "acknowledgment in AMQP 0-9-1, a pre-settled link in AMQP 1.0)",
+    "client_prefetch": "leaves its prefetch (link credit) at its client's default when WORKER_CLIENT_PREFETCH "
+                       "is 1, instead of the tutorial's 1",
     "settle_failed": "settles a task it failed (WORKER_FAIL_ON) with the AMQP 1.0 outcome WORKER_SETTLE_FAILED "
                      "names: released, modified (delivery-failed) or rejected",
 }
@@ -73,7 +75,8 @@ OPTIONS = {
 HANDLERS = {"workqueue.testing.handlers:fail_on_poison": ("WORKER_FAIL_ON", "poison", "fail_on"),
             "workqueue.testing.handlers:die_on_crash": ("WORKER_CRASH_ON", "crash", "crash_on")}
 #: Flags of the project's worker (no value) -> (contract variable, set to 1; capability it needs).
-FLAGS = {"--auto-ack": ("WORKER_AUTO_ACK", "auto_ack")}
+FLAGS = {"--auto-ack": ("WORKER_AUTO_ACK", "auto_ack"),
+         "--client-prefetch": ("WORKER_CLIENT_PREFETCH", "client_prefetch")}
 #: Options of the project's worker with no equivalent in the contract: only it has them.
 ONLY_THE_REFERENCE = {
     "--no-reconnect": "option not to reconnect (a contrast of the project's own worker)",

@@ -12,6 +12,9 @@ settings:
   task at a time: ``AckPolicy.NACK_ON_ERROR`` (a task that raised is nacked with requeue, to be
   tried again) and ``Channel(prefetch_count=1)`` unless WORKER_PREFETCH says otherwise.
 
+WORKER_AUTO_ACK=1, in either profile: FastStream's ``AckPolicy.ACK_FIRST``, which it consumes
+with aio-pika's ``no_ack=True`` (the broker forgets a task as it sends it).
+
 The queue is declared by FastStream (``RabbitQueue``: durable, and the arguments the contract
 asks for). Contract: docs/conformance.md.
 """
@@ -75,7 +78,15 @@ async def consuming():
 last_channel = None
 
 
-@broker.subscriber(queue, **({"ack_policy": AckPolicy.NACK_ON_ERROR} if reliable else {}))
+if env.get("WORKER_AUTO_ACK") == "1":
+    policy = {"ack_policy": AckPolicy.ACK_FIRST}
+elif reliable:
+    policy = {"ack_policy": AckPolicy.NACK_ON_ERROR}
+else:
+    policy = {}                                  # FastStream's default
+
+
+@broker.subscriber(queue, **policy)
 async def work(task: str, message: RabbitMessage):
     global last_channel
     with contextlib.suppress(Exception):         # closed already: the ack will tell FastStream

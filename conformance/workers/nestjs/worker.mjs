@@ -7,6 +7,7 @@
 //   manual    manual acknowledgment as Nest's guide shows it: noAck false, and the handler acks
 //             the task through the context's channel once its work is done (and, for a task that
 //             fails, nacks it: amqplib's nack requeues).
+// WORKER_AUTO_ACK=1, in either profile: noAck true (Nest's default) and no ack from the handler.
 // The decorators are applied as the functions they are (this file is plain JavaScript; Nest's
 // examples are TypeScript). The queue is declared by Nest (queueOptions: durable, and the
 // arguments the contract asks for); tasks come in Nest's own format, sent by send.mjs.
@@ -19,7 +20,7 @@ import { appendFileSync } from 'node:fs';
 import { queueOptions } from './queue.mjs';
 
 const env = process.env;
-const manual = env.NEST_PROFILE === 'manual';
+const manual = env.NEST_PROFILE === 'manual' && env.WORKER_AUTO_ACK !== '1';
 const secondsPerDot = Number(env.WORKER_SECONDS_PER_DOT || '1');
 const event = (kind, fields) => appendFileSync(env.WORKER_EVENTS, JSON.stringify({ event: kind, ...fields }) + '\n');
 

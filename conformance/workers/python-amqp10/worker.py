@@ -12,8 +12,8 @@ no "no limit"); WORKER_AUTO_ACK=1 a pre-settled link (the broker settles each ta
 the auto-ack contrast), with no accept; WORKER_SETTLE_FAILED how a task that failed is settled
 instead of the accept: released (the client's requeue), modified with delivery-failed (Proton's
 own disposition: the client's requeue_with_annotations sends delivery-failed false) or rejected
-(the client's discard). The client has no idle-timeout setting, so no heartbeat knob. RabbitMQ 4
-only.
+(the client's discard); WORKER_CLIENT_PREFETCH=1 no credit given: the client's default (10 in
+1.0.1). The client has no idle-timeout setting, so no heartbeat knob. RabbitMQ 4 only.
 """
 
 import json
@@ -144,8 +144,9 @@ def main():
     # one its examples show), which a ConsumerOptions would change (another receiver set-up, on
     # recovery too).
     options = ConsumerOptions(settle_strategy=ConsumerSettleStrategy.PreSettled) if PRE_SETTLED else None
+    credit = None if env.get("WORKER_CLIENT_PREFETCH") == "1" else int(env.get("WORKER_PREFETCH") or 1)
     consumer = connection.consumer(AddressHelper.queue_address(QUEUE), message_handler=TaskHandler(),
-                                   consumer_options=options, credit=int(env.get("WORKER_PREFETCH") or 1))
+                                   consumer_options=options, credit=credit)
     event("consuming")
     try:
         consumer.run()

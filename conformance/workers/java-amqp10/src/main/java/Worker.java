@@ -7,7 +7,8 @@
 // timeout; WORKER_AUTO_ACK=1 a pre-settled link (the broker settles each task as it sends it: the
 // auto-ack contrast), with no accept; WORKER_SETTLE_FAILED how a task that failed is settled instead
 // of the accept: released (requeue()), modified with delivery-failed (requeue(annotations, true)) or
-// rejected (discard()). RabbitMQ 4 only. Contract: docs/conformance.md.
+// rejected (discard()); WORKER_CLIENT_PREFETCH=1 no initialCredits call: the client's default
+// credit (100 in amqp-client 1.5.0). RabbitMQ 4 only. Contract: docs/conformance.md.
 import com.rabbitmq.client.amqp.Connection;
 import com.rabbitmq.client.amqp.ConnectionBuilder;
 import com.rabbitmq.client.amqp.Consumer;
@@ -87,9 +88,11 @@ public class Worker {
     System.out.println(" [*] Waiting for messages. To exit press CTRL+C");
     ConsumerBuilder consumerBuilder = connection.consumerBuilder();
     if (preSettled) consumerBuilder.preSettled();
+    consumerBuilder.queue(queue);
+    if (!"1".equals(env("WORKER_CLIENT_PREFETCH", null))) {
+      consumerBuilder.initialCredits(Integer.parseInt(env("WORKER_PREFETCH", "1")));
+    }
     Consumer consumer = consumerBuilder
-        .queue(queue)
-        .initialCredits(Integer.parseInt(env("WORKER_PREFETCH", "1")))
         .listeners(context -> {
           if (context.currentState() == Resource.State.OPEN) event("{\"event\": \"consuming\"}");
         })

@@ -80,6 +80,8 @@ public class SpringWorker {
     if (heartbeat != null) p.put("spring.rabbitmq.requested-heartbeat", heartbeat + "s");
     String prefetch = env("WORKER_PREFETCH", null);
     if (prefetch != null) p.put("spring.rabbitmq.listener.simple.prefetch", prefetch);
+    // WORKER_AUTO_ACK=1: the container's AcknowledgeMode.NONE (it consumes with autoAck true).
+    if ("1".equals(env("WORKER_AUTO_ACK", null))) p.put("spring.rabbitmq.listener.simple.acknowledge-mode", "none");
     p.put("worker.queue", env("WORKER_QUEUE", "task_queue"));
     return p;
   }

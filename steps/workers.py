@@ -23,7 +23,7 @@ from workqueue.worker import connection_name
 POISON_HANDLER = "workqueue.testing.handlers:fail_on_poison"
 CRASH_HANDLER = "workqueue.testing.handlers:die_on_crash"
 #: How often a restarted worker is started again at most: the bound of a crash loop's scenario.
-RESTARTS = 12
+RESTARTS = 8
 
 
 @pytest.fixture
@@ -788,7 +788,7 @@ def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count, task
 
 @then(parsers.re(r'"(?P<task>[^"]+)" kills (?P<count>\d+) workers in turn, and is still in the queue$'))
 def _(broker, vhost, queue_spec, worker_under_test, restarted, task, count):
-    """Ten deaths, each worker killed by the task (the last one's death leaves it in the queue):
+    """``count`` deaths, each worker killed by the task (the last one's death leaves it in the queue):
     nothing stopped the loop; the restarts are then stopped. The task is the one message left,
     in the format it was sent in (is_task)."""
     try:

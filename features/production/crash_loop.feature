@@ -30,4 +30,4 @@ Feature: A task that kills its worker
     Scenario: A task kills each worker that runs it, on a classic queue without a delivery limit
       Given worker "alice" is restarted whenever it dies, and dies on any task that mentions crash
       When the task "crash" is sent
-      Then "crash" kills 10 workers in turn, and is still in the queue
+      Then "crash" kills 6 workers in turn, and is still in the queue

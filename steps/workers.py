@@ -132,10 +132,10 @@ def _(workers, names):
     start_waiting(workers, quoted(names), "--prefetch", "1")
 
 
-@given(parsers.re(r"workers (?P<names>.+) are waiting for tasks, at their client's default prefetch"))
+@given(parsers.re(r"workers (?P<names>.+) are waiting for tasks, at their client's default credit"))
 def _(workers, names):
-    """No prefetch of their own: the client's default (a contract flag; the project's worker has
-    none, its default is the tutorial's 1)."""
+    """No link credit of their own: their AMQP 1.0 client's default (a contract flag; the
+    project's worker, an AMQP 0-9-1 one, has none: its default prefetch is the tutorial's 1)."""
     start_waiting(workers, quoted(names), "--client-prefetch")
 
 

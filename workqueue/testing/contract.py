@@ -43,8 +43,9 @@ CAPABILITIES = {
                    "of its own names its own in its manifest's dead_letter)",
     "auto_ack": "takes each task as settled as it is delivered when WORKER_AUTO_ACK is 1 (automatic "
                 "acknowledgment in AMQP 0-9-1, a pre-settled link in AMQP 1.0)",
-    "client_prefetch": "leaves its prefetch (link credit) at its client's default when WORKER_CLIENT_PREFETCH "
-                       "is 1, instead of the tutorial's 1",
+    "client_prefetch": "an AMQP 1.0 worker that leaves its link credit at its client's default when "
+                       "WORKER_CLIENT_PREFETCH is 1, instead of the tutorial's 1 (an AMQP 0-9-1 client has no "
+                       "default credit: without basic.qos there is no limit, the fair-dispatch contrast)",
     "settle_failed": "settles a task it failed (WORKER_FAIL_ON) with the AMQP 1.0 outcome WORKER_SETTLE_FAILED "
                      "names: released, modified (delivery-failed) or rejected",
 }
@@ -59,7 +60,9 @@ class NotApplicable(Exception):
     """The scenario needs a capability the implementation lacks (the message says which)."""
 
 
-#: Option of the project's worker -> (contract variable, capability it needs or None).
+#: Option of the project's worker, or of the contract alone (--settle-failed: the project's worker
+#: lacks its capability, so a scenario using it is not applicable to it) -> (contract variable,
+#: capability it needs or None).
 OPTIONS = {
     "--name": ("WORKER_NAME", None),
     "--seconds-per-dot": ("WORKER_SECONDS_PER_DOT", None),
@@ -74,7 +77,8 @@ OPTIONS = {
 #: Handlers of the project's worker -> (the contract's variable, its value, the capability).
 HANDLERS = {"workqueue.testing.handlers:fail_on_poison": ("WORKER_FAIL_ON", "poison", "fail_on"),
             "workqueue.testing.handlers:die_on_crash": ("WORKER_CRASH_ON", "crash", "crash_on")}
-#: Flags of the project's worker (no value) -> (contract variable, set to 1; capability it needs).
+#: Flags (no value) of the project's worker, or of the contract alone (--client-prefetch, as
+#: --settle-failed above) -> (contract variable, set to 1; capability it needs).
 FLAGS = {"--auto-ack": ("WORKER_AUTO_ACK", "auto_ack"),
          "--client-prefetch": ("WORKER_CLIENT_PREFETCH", "client_prefetch")}
 #: Options of the project's worker with no equivalent in the contract: only it has them.

@@ -494,7 +494,7 @@ def main(argv=None):
     return 0 if not failing else 1
 
 
-def not_killed(rows, width=300):
+def not_killed(rows, width=600):
     """The rows that fail the run, each with why, or "" when every row was killed (or ran
     elsewhere)."""
     lines = []

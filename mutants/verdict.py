@@ -39,7 +39,7 @@ def _first_line(exc):
     """The exception's first line (a check's own message, when it gives one: the values pytest
     adds below it may hold what the check keeps out of sight, as a password)."""
     lines = str(exc).strip().splitlines()
-    return " ".join(lines[0].split())[:300] if lines else type(exc).__name__
+    return " ".join(lines[0].split())[:600] if lines else type(exc).__name__
 
 
 def pytest_bdd_before_scenario(request, feature, scenario):

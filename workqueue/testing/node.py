@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -201,6 +202,33 @@ def _netns_inode(prefix: Sequence[str]) -> int:
     return os.stat("/proc/self/ns/net").st_ino
 
 
+_ERROR_LINE = re.compile(r"\[(error|critical|alert|emergency)\]|BOOT FAILED|^Error( during startup)?:|"
+                         r"eaddrinuse|already_used|\{error,")
+
+
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:.]+(\+\d\d:\d\d)? (\[\w+\] )?<[\d.]+> ")
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def first_error(*logs: list[str]) -> str:
+    """The first line that says an error (RabbitMQ's [error] and worse, BOOT FAILED, a listener's
+    eaddrinuse) in the first of ``logs`` that has one, with the two lines after it (the reason
+    follows BOOT FAILED on the console), without their time stamps and process ids, so that a
+    report cut short still shows the reason; "no error logged" when none has one."""
+    for lines in logs:
+        for i, line in enumerate(lines):
+            if _ERROR_LINE.search(line):
+                said = (_LOG_PREFIX.sub("", x).strip() for x in lines[i:i + 3])
+                return " ".join(x for x in said if x and set(x) != {"="})[:400]
+    return "no error logged"
+
+
 class NodeBroker(Broker):
     """One private rabbitmq-server node.
 
@@ -293,8 +321,11 @@ class NodeBroker(Broker):
             self._executor.start()
         except Exception as exc:
             self._executor.kill(wait=True) if self._executor.running() else None
-            raise BrokerError(f"rabbitmq-server node {self.node_name} failed to start "
-                              f"({type(exc).__name__}); last log lines:\n{self.logs(tail=30)}") from None
+            process = self._executor.process
+            code = process.poll() if process is not None else None
+            raise BrokerError(f"rabbitmq-server node {self.node_name} failed to start ({type(exc).__name__}"
+                              f"{'' if code is None else f', exit {code}'}): {self.boot_error()}; "
+                              f"last log lines:\n{self.logs(tail=30)}") from None
 
     def _exited(self) -> bool:
         return not self._executor.running()
@@ -404,6 +435,12 @@ class NodeBroker(Broker):
         if self._own_dir and self.base.exists():
             out.append(f"directory {self.base}")
         return out
+
+    def boot_error(self) -> str:
+        """The first error the node reported as its boot failed, from its log or its console
+        (where RabbitMQ prints BOOT FAILED and the reason): a tail of the log would show info lines
+        the error was followed by. "no error logged" when neither has one."""
+        return first_error(*(_read_lines(path) for path in (self.log_file, self.console_log)))
 
     def logs(self, tail: int = 200) -> str:
         """The node's log; its console output (where boot errors go) when the log is empty."""

@@ -110,3 +110,40 @@ def test_a_node_directory_is_reaped_once_its_owner_and_its_node_are_gone(tmp_pat
     unknown = node_dir("unknown", None)
     assert reap_orphan_dirs(tmp_path) == [orphan]
     assert owned.exists() and running.exists() and unknown.exists()
+
+
+def _mirakuru_exit_hook_as(pid):
+    """Run mirakuru's exit hook (mirakuru 3.1.0 base.cleanup_subprocesses) in another process
+    whose os.getpid() answers ``pid``: what any process that imported mirakuru does as it exits."""
+    code = f"import os, mirakuru.base as m; os.getpid = lambda: {pid}; m.cleanup_subprocesses()"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True)
+
+
+def test_a_node_outlives_the_exit_of_other_processes_that_use_mirakuru(broker_backend):
+    """mirakuru marks what it starts with mirakuru_uuid="<starter's pid>:<uuid4>", and its exit
+    hook SIGKILLs every process whose mark *contains* the exiting process's pid: a test process
+    of pid 442 ending killed the booting node of pid 20442's (CI, 2026-12-07). A node's mark holds
+    no digit, so no exit matches it, not even its own process's pid; the contrast, a process with
+    mirakuru's own mark, dies of the same hook given a pid inside that mark (if it survives,
+    mirakuru changed how it matches: see workqueue/testing/node.py)."""
+    if broker_backend != "node":
+        pytest.skip("the node backend's executor (mirakuru); the other backends do not use it")
+    from mirakuru import SimpleExecutor
+
+    from workqueue.testing.node import NodeBroker
+    with NodeBroker() as broker:
+        process = broker._executor.process
+        with open(f"/proc/{process.pid}/environ", "rb") as f:
+            mark = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)[b"mirakuru_uuid"]
+        contrast = SimpleExecutor(["sleep", "60"]).start()
+        try:
+            assert contrast._uuid.startswith(f"{os.getpid()}:")
+            _mirakuru_exit_hook_as(str(os.getpid())[-3:].lstrip("0") or os.getpid())
+            _mirakuru_exit_hook_as(os.getpid())
+            contrast.process.wait(timeout=10)
+            assert contrast.process.returncode == -9, contrast.process.returncode
+            assert process.poll() is None and broker.is_ready(), (
+                f"the node ended ({process.poll()}) at another process's exit; its mark: {mark!r}")
+            assert not any(c.isdigit() for c in mark.decode()), mark
+        finally:
+            contrast.stop() if contrast.running() else None

@@ -7,9 +7,11 @@ and nothing is left behind. Starting again on the same data after a kill is cras
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,23 @@ def require_node() -> None:
                        "(apt-get install rabbitmq-server)")
 
 
+_NO_DIGITS = str.maketrans("0123456789", "ghijklmnop")
+#: Every node executor of this process: ended at its exit if still running (mirakuru's exit hook
+#: finds processes by this process's pid in their mark, which ours no longer hold).
+_EXECUTORS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_running_nodes() -> None:
+    for executor in list(_EXECUTORS):
+        process = executor.process
+        if process is not None and process.poll() is None:
+            try:
+                executor.kill(wait=True, sig=signal.SIGKILL)
+            except Exception:
+                process.kill()
+
+
 @functools.cache
 def _executor_class() -> Any:
     """pytest-rabbitmq's executor with our environment (imported on first use: the test extra)."""
@@ -80,6 +100,15 @@ def _executor_class() -> Any:
 
         def __init__(self, extra_env: dict[str, str], console_log: Any, **kwargs: Any):
             super().__init__(**kwargs)
+            # mirakuru marks the process with mirakuru_uuid="<our pid>:<uuid4>", and every
+            # process that imported it, as it exits, SIGKILLs each process on the machine whose
+            # mirakuru_uuid *contains* its own pid (mirakuru 3.1.0, base.cleanup_subprocesses:
+            # ``env_value in penv.get(env_name, "")``): a test process of pid 442 ending killed
+            # the booting node of the process of pid 20442 (CI, 2026-12-07: a mutant row's
+            # broker "failed to start", its log cut off mid-boot). No digit in the mark, so no
+            # pid matches it; this module's own exit hook (below) ends what mirakuru's did.
+            self._uuid = "workqueue-" + secrets.token_hex(16).translate(_NO_DIGITS)
+            _EXECUTORS.add(self)
             self._envvars.update(extra_env)     # ours win over RabbitMqExecutor's plugin file and log base
             # The console (boot banner, config errors) goes to a file: a pipe nobody reads would
             # eventually block the broker.

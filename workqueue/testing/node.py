@@ -82,6 +82,8 @@ _EXECUTORS: weakref.WeakSet[Any] = weakref.WeakSet()
 def _kill_running_nodes() -> None:
     for executor in list(_EXECUTORS):
         process = executor.process
+        if executor.owner != os.getpid():
+            continue                    # a forked child's copy of the set: its parent's nodes
         if process is not None and process.poll() is None:
             try:
                 executor.kill(wait=True, sig=signal.SIGKILL)
@@ -108,6 +110,7 @@ def _executor_class() -> Any:
             # broker "failed to start", its log cut off mid-boot). No digit in the mark, so no
             # pid matches it; this module's own exit hook (below) ends what mirakuru's did.
             self._uuid = "workqueue-" + secrets.token_hex(16).translate(_NO_DIGITS)
+            self.owner = os.getpid()
             _EXECUTORS.add(self)
             self._envvars.update(extra_env)     # ours win over RabbitMqExecutor's plugin file and log base
             # The console (boot banner, config errors) goes to a file: a pipe nobody reads would

@@ -81,9 +81,9 @@ _EXECUTORS: weakref.WeakSet[Any] = weakref.WeakSet()
 @atexit.register
 def _kill_running_nodes() -> None:
     for executor in list(_EXECUTORS):
-        process = executor.process
         if executor.owner != os.getpid():
             continue                    # a forked child's copy of the set: its parent's nodes
+        process = executor.process
         if process is not None and process.poll() is None:
             try:
                 executor.kill(wait=True, sig=signal.SIGKILL)
@@ -352,9 +352,11 @@ class NodeBroker(Broker):
         try:
             self._executor.start()
         except Exception as exc:
-            self._executor.kill(wait=True) if self._executor.running() else None
+            # Its exit status as the boot left it, before a boot that outlived the wait is killed
+            # here (that kill's own status would say nothing of the boot).
             process = self._executor.process
             code = process.poll() if process is not None else None
+            self._executor.kill(wait=True) if self._executor.running() else None
             raise BrokerError(f"rabbitmq-server node {self.node_name} failed to start ({type(exc).__name__}"
                               f"{'' if code is None else f', exit {code}'}): {self.boot_error()}; "
                               f"last log lines:\n{self.logs(tail=30)}") from None
@@ -477,10 +479,7 @@ class NodeBroker(Broker):
     def logs(self, tail: int = 200) -> str:
         """The node's log; its console output (where boot errors go) when the log is empty."""
         for path in (self.log_file, self.console_log):
-            try:
-                lines = path.read_text(errors="replace").splitlines()
-            except OSError:
-                continue
+            lines = _read_lines(path)
             if lines:
                 return "\n".join(lines[-tail:])
         return f"(no log at {self.log_file})"

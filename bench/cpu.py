@@ -12,13 +12,16 @@ restart is a new VM), so the table also says how many boots the run made and the
 A process's CPU is read from /proc/PID/stat each --interval (0.25 s): one that ends between two
 reads loses its last interval, so the kinds add up to a little less than the machine's total;
 the difference is printed as "not attributed" (with the kernel's own threads). Run it on a machine
-doing nothing else: every process is counted, the command's or not. Exit status: the command's.
+doing nothing else: every process is counted, the command's or not. Exit status: the command's
+(2 for bad usage or a command that is not there). A Ctrl-C or a SIGTERM ends the command its own
+way; the table is printed once it has ended.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -158,24 +161,43 @@ def table(sampler: Sampler, own: tuple[int, int], total: float, wall: float, cor
         count[kind] += 1
         if kind == "rabbitmq":
             boots.append(proc.used)
+    def share(seconds: float) -> str:
+        return f"{seconds / total:>8.0%}" if total > 0 else f"{'-':>8}"      # a run too short to count
+
     rows = [f"{'kind':<18}{'processes':>10}{'CPU s':>10}{'share':>8}  what"]
     for kind, what in KINDS:
         if count[kind]:
-            rows.append(f"{kind:<18}{count[kind]:>10}{used[kind]:>10.1f}{used[kind] / total:>8.0%}  {what}")
-    rows.append(f"{'this tool':<18}{1:>10}{mine:>10.1f}{mine / total:>8.0%}  its reads of /proc")
+            rows.append(f"{kind:<18}{count[kind]:>10}{used[kind]:>10.1f}{share(used[kind])}  {what}")
+    rows.append(f"{'this tool':<18}{1:>10}{mine:>10.1f}{share(mine)}  its reads of /proc")
     attributed = sum(used.values()) + mine
-    rows.append(f"{'not attributed':<18}{'':>10}{total - attributed:>10.1f}{(total - attributed) / total:>8.0%}  "
+    rows.append(f"{'not attributed':<18}{'':>10}{total - attributed:>10.1f}{share(total - attributed)}  "
                 "kernel threads, and what ended between two reads")
-    rows.append(f"{'the machine':<18}{'':>10}{total:>10.1f}{1:>8.0%}  /proc/stat over the run")
+    rows.append(f"{'the machine':<18}{'':>10}{total:>10.1f}{share(total)}  /proc/stat over the run")
     rows.append("")
     if boots:
         boots.sort()
         rows.append(f"RabbitMQ: {len(boots)} nodes booted, {sum(boots):.1f} s of CPU in all "
                     f"(least {boots[0]:.1f} s, median {boots[len(boots) // 2]:.1f} s each: a boot and its life)")
     rows.append(f"wall {wall:.1f} s on {cores} cores: {cores * wall:.1f} CPU s available, "
-                f"{total / (cores * wall):.0%} used; "
+                f"{total / (cores * wall) if wall > 0 else 0:.0%} used; "
                 f"the floor these CPU seconds put under the wall time: {total / cores:.1f} s")
     return "\n".join(rows)
+
+
+def _run(command: Sequence[str]) -> int:
+    """Run ``command`` to its end and return its exit status. A Ctrl-C reaches it from the terminal
+    as it would without this tool, and a SIGTERM sent to this tool is passed on to it: either way
+    the command ends its own way (a test run stops its brokers) while this tool waits for it."""
+    process = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: process.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,12 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     thread = threading.Thread(target=sampler.run, name="cpu-sampler", daemon=True)
     thread.start()
     try:
-        status = subprocess.call(command)
+        status = _run(command)
     except FileNotFoundError:
         print(f"python -m bench.cpu: no such command: {command[0]}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        status = 130
     finally:
         sampler.stop()
         thread.join()

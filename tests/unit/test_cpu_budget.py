@@ -1,8 +1,10 @@
 """What `python -m bench.cpu` counts as what: the kinds of process in a run's CPU budget, from
 the command lines this project's runs have (bench/cpu.py)."""
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -43,3 +45,20 @@ def test_no_command_is_a_one_line_error_with_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == ("python -m bench.cpu: error: no command given: "
                                                      "python -m bench.cpu -- make test BROKER=node")
+
+
+def test_a_sigterm_ends_the_command_its_own_way_and_the_table_is_still_printed(tmp_path):
+    """The command is given the SIGTERM (here it traps it and exits 7) and the tool prints its
+    table after it, with the command's own exit status."""
+    ready = tmp_path / "ready"
+    script = f"trap 'exit 7' TERM; touch {ready}; while :; do sleep 0.05; done"
+    tool = subprocess.Popen([sys.executable, "-m", "bench.cpu", "--interval", "0.05", "--", "sh", "-c", script],
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        assert time.monotonic() < deadline and tool.poll() is None, "the command never started"
+        time.sleep(0.02)
+    tool.send_signal(signal.SIGTERM)
+    out, _ = tool.communicate(timeout=10)
+    assert tool.returncode == 7
+    assert "(exit status 7)" in out and "the machine" in out

@@ -107,12 +107,9 @@ class Sampler:
             if not name.isdigit():
                 continue
             try:
-                with open(f"/proc/{name}/stat") as f:
-                    head, rest = f.read().rsplit(")", 1)
-                fields = rest.split()
+                comm, fields = read_stat(name)
                 cpu = (int(fields[11]) + int(fields[12])) / TICK
                 key = (int(name), int(fields[19]))          # pid and start time: a pid is reused
-                comm = head.split("(", 1)[1]
                 known = self.processes.get(key)
                 if known is None or known.comm != comm:      # new, or it exec'd since
                     with open(f"/proc/{name}/cmdline", "rb") as f:
@@ -135,6 +132,14 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def read_stat(pid: int | str) -> tuple[str, list[str]]:
+    """A process's command name and the fields of /proc/PID/stat after it (state, ppid, ...; the
+    name is cut at its last ")", as it may hold spaces and parentheses)."""
+    with open(f"/proc/{pid}/stat") as f:
+        head, rest = f.read().rsplit(")", 1)
+    return head.split("(", 1)[1], rest.split()
 
 
 def machine_cpu() -> float:
@@ -219,8 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"cannot write --series {args.series}: {exc.strerror}")
     sampler = Sampler(args.interval, series)
     sampler.sample(during=False)                             # what ran before: only its growth counts
-    with open("/proc/self/stat") as f:
-        own = (os.getpid(), int(f.read().rsplit(")", 1)[1].split()[19]))
+    own = (os.getpid(), int(read_stat("self")[1][19]))
     before, started = machine_cpu(), time.monotonic()
     thread = threading.Thread(target=sampler.run, name="cpu-sampler", daemon=True)
     thread.start()

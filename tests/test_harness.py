@@ -127,7 +127,8 @@ def test_a_node_outlives_the_exit_of_other_processes_that_use_mirakuru(broker_ba
     mirakuru's own mark, dies of the same hook given a pid inside that mark (if it survives,
     mirakuru changed how it matches: see workqueue/testing/node.py)."""
     if broker_backend != "node":
-        pytest.skip("the node backend's executor (mirakuru); the other backends do not use it")
+        pytest.skip("tests the node backend's executor (mirakuru), which the other backends do not use: "
+                    "run with --broker=node")
     from mirakuru import SimpleExecutor
 
     from workqueue.testing.node import NodeBroker

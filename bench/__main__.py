@@ -235,9 +235,11 @@ def measure(broker, n, runs, prefetch, peer_tasks=5000):
             with tempfile.TemporaryDirectory() as marks:
                 try:
                     if library == "dramatiq":
-                        pub, spent, got, note = peers.dramatiq_publish_and_drain(broker.url(), q, peer_n, pf, 10, marks)
+                        pub, spent, got, note = peers.dramatiq_publish_and_drain(
+                            broker.url(), q, peer_n, pf, peers.STALL, marks)
                     else:
-                        pub, spent, got, note = peers.celery_publish_and_drain(params, q, peer_n, pf, 10, marks)
+                        pub, spent, got, note = peers.celery_publish_and_drain(
+                            params, q, peer_n, pf, peers.STALL, marks)
                 except peers.Unavailable as exc:
                     publish.anomalies = [str(exc)]
                     continue

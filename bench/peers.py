@@ -30,12 +30,25 @@ class Unavailable(Exception):
     """The library is not installed: the table says so instead of a figure."""
 
 
+#: Seconds a drain may go without a task done before the bench calls it stalled. Longer than the
+#: longest wait kombu's event loop makes on its own (it polls for at most 10 s when no timer is
+#: due sooner), which a Celery solo worker at prefetch 1 runs into between tasks (README.md): a
+#: worker that waits that long and goes on is slow, not stalled, and is measured as such.
+STALL = 15.0
+#: A progress mark at least this often (seconds), so that a slow drain is seen moving and timed.
+MARK_EVERY = 1.0
+_last_mark = [0.0]
+
+
 def _mark(count):
-    """Called by a peer's task with its running count: note the times of the 1st and N-th."""
+    """Called by a peer's task with its running count: note the times of the 1st and N-th task,
+    and of every 100th, or of the latest once MARK_EVERY seconds have passed since a mark."""
     marks, n = os.environ.get(MARKS_ENV), int(os.environ.get(N_ENV) or 0)
     if not marks:
         return
-    if count == 1 or count == n or count % 100 == 0:
+    now = time.monotonic()
+    if count == 1 or count == n or count % 100 == 0 or now - _last_mark[0] >= MARK_EVERY:
+        _last_mark[0] = now
         name = "first" if count == 1 else "last" if count == n else "progress"
         with open(os.path.join(marks, name), "w") as f:
             f.write(f"{time.time()} {count}\n")

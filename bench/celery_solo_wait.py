@@ -85,6 +85,7 @@ def sample_queue(broker, vhost, queue, stop, samples):
 
 def run_worker(broker, vhost, name, pool, flags, n, seconds, workdir):
     """Send n tasks, run one worker until they are done or ``seconds`` pass: (task times, samples)."""
+    from bench.peers import stop_worker
     from workqueue.testing.processes import die_with_parent
     queue = f"solo-wait-{pool}-{len(flags)}"
     times = os.path.join(workdir, queue)
@@ -107,12 +108,7 @@ def run_worker(broker, vhost, name, pool, flags, n, seconds, workdir):
         while time.monotonic() < deadline and len(read_times(times)) < n and worker.poll() is None:
             stop.wait(0.2)                     # polling the task file, with a deadline
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(30)
+        stop_worker(worker)
         stop.set()
         sampler.join(10)
     return read_times(times), samples

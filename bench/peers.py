@@ -159,14 +159,19 @@ def celery_publish_and_drain(params, queue, n, prefetch, timeout, marks):
     try:
         first, latest, got, note = _wait_marks(marks, n, timeout)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(30)
+        stop_worker(worker)
         app.close()
     return published, _span(first, latest), got, note
+
+
+def stop_worker(worker):
+    """SIGTERM a Celery worker process (its warm shutdown), SIGKILL it after 30 s; wait for it."""
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(30)
 
 
 def _span(first, latest):

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 TIMES_ENV = "WORKQUEUE_SOLO_WAIT_TIMES"
 URL_ENV = "WORKQUEUE_SOLO_WAIT_URL"
@@ -51,12 +50,12 @@ SETTLE = 1.5
 
 
 def make_app():
-    """The Celery app of the workers and the sender: late acks, one noted task."""
+    """The Celery app of the workers and the sender: the bench's settings (late acks), one noted task."""
     from celery import Celery
+
+    from bench.peers import CELERY_CONF
     app = Celery("wqsolowait", broker=os.environ[URL_ENV])
-    app.conf.update(task_acks_late=True, task_ignore_result=True, worker_hijack_root_logger=False,
-                    broker_connection_retry_on_startup=True, task_default_delivery_mode="persistent",
-                    broker_transport_options={"confirm_publish": True})
+    app.conf.update(CELERY_CONF)
 
     @app.task(name="wqsolowait.note")
     def note(i):
@@ -83,7 +82,7 @@ def sample_queue(broker, vhost, queue, stop, samples):
             pass
 
 
-def run_worker(broker, vhost, name, pool, flags, n, seconds, workdir):
+def run_worker(broker, vhost, pool, flags, n, seconds, workdir):
     """Send n tasks, run one worker until they are done or ``seconds`` pass: (task times, samples)."""
     from bench.peers import stop_worker
     from workqueue.testing.processes import die_with_parent
@@ -164,6 +163,7 @@ def main(argv=None):
     except ImportError:
         print("celery_solo_wait: needs the bench extra (pip install -e '.[bench]')", file=sys.stderr)
         return 2
+    from bench.peers import celery_url
     from workqueue.testing import BrokerError, make_broker
     from workqueue.testing.processes import stopped_by_signals
     failed = []
@@ -171,13 +171,11 @@ def main(argv=None):
         with stopped_by_signals("celery_solo_wait"), make_broker(args.broker) as broker, \
                 tempfile.TemporaryDirectory() as workdir:
             vhost = "/"
-            user = urllib.parse.quote(broker.username, safe="")
-            password = urllib.parse.quote(broker.password, safe="")
-            os.environ[URL_ENV] = f"pyamqp://{user}:{password}@{broker.host}:{broker.port}//"
+            os.environ[URL_ENV] = celery_url(broker.params(vhost))
             print(f"RabbitMQ {broker.version} ({args.broker}), celery {celery.__version__}, kombu "
                   f"{kombu.__version__}: {args.n} tasks a worker, prefetch multiplier 1, late acks", flush=True)
             for name, pool, flags, predicted, needs_one in WORKERS:
-                times, samples = run_worker(broker, vhost, name, pool, flags, args.n, args.seconds, workdir)
+                times, samples = run_worker(broker, vhost, pool, flags, args.n, args.seconds, workdir)
                 gaps = gaps_of(times, samples)
                 said = ", ".join(f"{g:.1f} s (unacked {sorted(seen) if seen else 'no sample'})" for g, seen in gaps)
                 why = verdict(gaps, predicted, needs_one)

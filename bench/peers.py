@@ -114,6 +114,13 @@ def dramatiq_publish_and_drain(url, queue, n, prefetch, timeout, marks):
 
 
 # -- Celery --------------------------------------------------------------------------------------
+#: The Celery settings of the bench's workers and of bench.celery_solo_wait's: confirmed
+#: persistent publishes, late acks, no results kept, the worker's logging left alone.
+CELERY_CONF = dict(broker_transport_options={"confirm_publish": True}, task_acks_late=True,
+                   task_ignore_result=True, worker_hijack_root_logger=False,
+                   broker_connection_retry_on_startup=True, task_default_delivery_mode="persistent")
+
+
 def celery_app():
     """The Celery app, configured from the environment (the bench and its worker process)."""
     try:
@@ -121,9 +128,7 @@ def celery_app():
     except ImportError:
         raise Unavailable("celery not installed (pip install -e '.[bench]')") from None
     app = Celery("wqbench", broker=os.environ[URL_ENV])
-    app.conf.update(broker_transport_options={"confirm_publish": True}, task_acks_late=True,
-                    task_ignore_result=True, worker_hijack_root_logger=False,
-                    broker_connection_retry_on_startup=True, task_default_delivery_mode="persistent")
+    app.conf.update(CELERY_CONF)
     counter = [0]
 
     @app.task(name="wqbench.noop")
